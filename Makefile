@@ -1,0 +1,36 @@
+# The two commands: `make demo` and `make test`. Both create or update .venv first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# The CPU torch wheel lies in /opt/wheels on the kit's build machines; elsewhere pip uses PyPI.
+FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo test test-slow bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "lmm_r1 needs Python 3.11+"'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(FIND_LINKS) -e '.[test]'
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+demo: venv
+	$(VENV)/bin/lmm-r1 tiny-model
+	$(VENV)/bin/lmm-r1 run --profile tiny
+
+test: venv
+	$(PY) -m pytest
+
+test-slow: venv
+	$(PY) -m pytest -m slow
+
+bench: venv
+	$(PY) benchmarks/bench_rewards.py
+	$(PY) benchmarks/bench_grpo_step.py
+
+clean:
+	rm -rf $(VENV) results/tiny

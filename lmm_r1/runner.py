@@ -1,0 +1,113 @@
+"""Headless notebook runs: the numbered notebooks, in order, through papermill, with a parameter profile.
+
+    lmm-r1 run --profile tiny            # every notebook, into results/tiny/
+    lmm-r1 run --profile tiny --only 02  # one notebook
+
+Each notebook ``NN_name.ipynb`` takes ``notebooks/params/NN_name.<profile>.yaml``. papermill only *warns* about
+a parameter the notebook does not declare, so the keys and literal types are checked here, against papermill's
+own reading of the ``parameters`` cell, before any kernel starts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lmm_r1.results import REPO_ROOT, results_root
+
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+PARAMS_DIR = NOTEBOOK_DIR / "params"
+_NUMBERED = re.compile(r"^(\d\d)_[\w-]+\.ipynb$")
+# Parameters the runner itself injects into every notebook.
+INJECTED = ("profile", "results_dir")
+_TYPES: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,),
+                                       "list": (list,), "dict": (dict,)}
+
+
+class RunError(RuntimeError):
+    """A profile, parameter file or notebook problem, with a message that names the file (and key or cell)."""
+
+
+def notebooks(notebook_dir: Path = NOTEBOOK_DIR) -> list[Path]:
+    return sorted(p for p in notebook_dir.glob("*.ipynb") if _NUMBERED.match(p.name))
+
+
+def profiles(params_dir: Path = PARAMS_DIR) -> list[str]:
+    return sorted({p.name.split(".")[-2] for p in params_dir.glob("*.*.yaml")})
+
+
+def notebook_parameters(notebook: Path) -> dict[str, dict[str, Any]]:
+    import papermill
+
+    params = papermill.inspect_notebook(str(notebook))
+    if not params:
+        raise RunError(f"{notebook}: no cell tagged 'parameters'")
+    return params
+
+
+def load_params(notebook: Path, profile: str, params_dir: Path = PARAMS_DIR) -> dict[str, Any]:
+    """Read and validate ``<params_dir>/<notebook stem>.<profile>.yaml`` against the notebook's parameters."""
+    path = params_dir / f"{notebook.stem}.{profile}.yaml"
+    if not path.is_file():
+        raise RunError(f"{notebook.name}: no parameter file {path} for profile {profile!r}")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise RunError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(values, dict):
+        raise RunError(f"{path}: expected a mapping of parameter names to values, got {type(values).__name__}")
+    declared = notebook_parameters(notebook)
+    for key, value in values.items():
+        if key in INJECTED:
+            raise RunError(f"{path}: key {key!r} is set by the runner, remove it")
+        if key not in declared:
+            raise RunError(f"{path}: unknown parameter {key!r} (the notebook {notebook.name} declares: "
+                           f"{', '.join(sorted(declared))})")
+        kind = declared[key].get("inferred_type_name", "None")
+        expected = _TYPES.get(kind)
+        wrong_bool = isinstance(value, bool) and kind in ("int", "float")
+        if expected and value is not None and (wrong_bool or not isinstance(value, expected)):
+            raise RunError(f"{path}: parameter {key!r} should be {kind} (as in {notebook.name}), "
+                           f"got {type(value).__name__} {value!r}")
+    return values
+
+
+def run_profile(profile: str, only: str | None = None, results_dir: str | Path | None = None,
+                notebook_dir: Path = NOTEBOOK_DIR, params_dir: Path = PARAMS_DIR,
+                kernel_name: str | None = None, progress_bar: bool = True) -> list[Path]:
+    """Execute the numbered notebooks with ``profile``; return the executed copies under ``results/<profile>/``."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    known = profiles(params_dir)
+    if profile not in known:
+        raise RunError(f"unknown profile {profile!r}; available profiles: {', '.join(known) or '(none)'}")
+    books = notebooks(notebook_dir)
+    if only is not None:
+        books = [b for b in books if b.name.startswith(f"{int(only):02d}_")] if only.isdigit() else []
+        if not books:
+            names = ", ".join(b.name for b in notebooks(notebook_dir))
+            raise RunError(f"--only {only!r} matches no notebook; the numbered notebooks are: {names}")
+    root = Path(results_dir or results_root()).resolve()
+    # Validate every parameter file before the first kernel starts: a typo in notebook 04 fails in seconds.
+    plan = [(nb, load_params(nb, profile, params_dir)) for nb in books]
+    out_dir = root / profile
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # Kernels inherit the environment: records written by the notebooks land in the same results root.
+    os.environ["LMM_R1_RESULTS"] = str(root)
+    executed = []
+    for nb, params in plan:
+        out = out_dir / nb.name
+        params = {**params, "profile": profile, "results_dir": str(root)}
+        try:
+            papermill.execute_notebook(str(nb), str(out), parameters=params, cwd=str(REPO_ROOT),
+                                       kernel_name=kernel_name, progress_bar=progress_bar)
+        except PapermillExecutionError as e:
+            raise RunError(f"notebook {nb.name} failed in cell {e.cell_index} (In [{e.exec_count}]): "
+                           f"{e.ename}: {e.evalue}\nthe partly executed notebook is kept at {out}") from None
+        executed.append(out)
+    return executed
