@@ -10,6 +10,7 @@ own reading of the ``parameters`` cell, before any kernel starts.
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 from pathlib import Path
@@ -49,6 +50,17 @@ def notebook_parameters(notebook: Path) -> dict[str, dict[str, Any]]:
     return params
 
 
+def _declared_type(param: dict[str, Any]) -> str:
+    """A parameter's type: its annotation if papermill saw one, else the type of its literal default."""
+    kind = param.get("inferred_type_name", "None")
+    if kind != "None":
+        return kind
+    try:
+        return type(ast.literal_eval(param.get("default", ""))).__name__
+    except (ValueError, SyntaxError):
+        return "None"  # not a literal: no type check
+
+
 def load_params(notebook: Path, profile: str, params_dir: Path = PARAMS_DIR) -> dict[str, Any]:
     """Read and validate ``<params_dir>/<notebook stem>.<profile>.yaml`` against the notebook's parameters."""
     path = params_dir / f"{notebook.stem}.{profile}.yaml"
@@ -67,7 +79,7 @@ def load_params(notebook: Path, profile: str, params_dir: Path = PARAMS_DIR) -> 
         if key not in declared:
             raise RunError(f"{path}: unknown parameter {key!r} (the notebook {notebook.name} declares: "
                            f"{', '.join(sorted(declared))})")
-        kind = declared[key].get("inferred_type_name", "None")
+        kind = _declared_type(declared[key])
         expected = _TYPES.get(kind)
         wrong_bool = isinstance(value, bool) and kind in ("int", "float")
         if expected and value is not None and (wrong_bool or not isinstance(value, expected)):
@@ -97,17 +109,24 @@ def run_profile(profile: str, only: str | None = None, results_dir: str | Path |
     plan = [(nb, load_params(nb, profile, params_dir)) for nb in books]
     out_dir = root / profile
     out_dir.mkdir(parents=True, exist_ok=True)
-    # Kernels inherit the environment: records written by the notebooks land in the same results root.
+    # Kernels inherit the environment: records written by library code land in the same results root.
+    saved = os.environ.get("LMM_R1_RESULTS")
     os.environ["LMM_R1_RESULTS"] = str(root)
     executed = []
-    for nb, params in plan:
-        out = out_dir / nb.name
-        params = {**params, "profile": profile, "results_dir": str(root)}
-        try:
-            papermill.execute_notebook(str(nb), str(out), parameters=params, cwd=str(REPO_ROOT),
-                                       kernel_name=kernel_name, progress_bar=progress_bar)
-        except PapermillExecutionError as e:
-            raise RunError(f"notebook {nb.name} failed in cell {e.cell_index} (In [{e.exec_count}]): "
-                           f"{e.ename}: {e.evalue}\nthe partly executed notebook is kept at {out}") from None
-        executed.append(out)
+    try:
+        for nb, params in plan:
+            out = out_dir / nb.name
+            params = {**params, "profile": profile, "results_dir": str(root)}
+            try:
+                papermill.execute_notebook(str(nb), str(out), parameters=params, cwd=str(REPO_ROOT),
+                                           kernel_name=kernel_name, progress_bar=progress_bar)
+            except PapermillExecutionError as e:
+                raise RunError(f"notebook {nb.name} failed in cell {e.cell_index} (In [{e.exec_count}]): "
+                               f"{e.ename}: {e.evalue}\nthe partly executed notebook is kept at {out}") from None
+            executed.append(out)
+    finally:
+        if saved is None:
+            os.environ.pop("LMM_R1_RESULTS", None)
+        else:
+            os.environ["LMM_R1_RESULTS"] = saved
     return executed

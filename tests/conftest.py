@@ -1,0 +1,39 @@
+"""Shared fixtures. Everything runs offline: the hub is never contacted."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+
+def pytest_collection_modifyitems(config, items):
+    """`gpu` tests skip cleanly without CUDA (they may still be selected explicitly with -m gpu)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def random_tiny_model(tmp_path_factory):
+    """A randomly initialised tiny Qwen2.5-VL folder (seconds to build), shared by the session."""
+    from lmm_r1.models import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", seed=0, warm_start=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """The default, warm-started tiny model from the cache (built once per machine, then reused)."""
+    from lmm_r1.models import build_tiny_model
+
+    return build_tiny_model(seed=0)

@@ -1,0 +1,108 @@
+"""The embedded tiny Qwen2.5-VL: offline build, reload, generation with and without an image, the cache."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from lmm_r1 import models
+from lmm_r1.compat import has_torchvision
+
+
+def _digest(folder) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.iterdir()) if p.suffix in (".safetensors", ".json", ".jinja")}
+
+
+def _image_messages(text="What is 3 + 4?"):
+    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
+
+
+def test_reload_with_auto_classes_and_forward_with_image(random_tiny_model):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(random_tiny_model)
+    model = AutoModelForImageTextToText.from_pretrained(random_tiny_model)
+    assert type(model).__name__ == "Qwen2_5_VLForConditionalGeneration"
+    text = processor.apply_chat_template(_image_messages(), add_generation_prompt=True, tokenize=False)
+    # 100x80 px: smart_resize rounds to multiples of 28 -> 112x84 (within 4..16 * 28*28 pixels),
+    # i.e. a grid of 1 x 6 x 8 patches of 14 px, merged 2x2 -> 48 / 4 = 12 image tokens.
+    batch = processor(text=[text], images=[Image.new("RGB", (100, 80), "white")], return_tensors="pt")
+    assert batch["image_grid_thw"].tolist() == [[1, 6, 8]]
+    n_pad = int((batch["input_ids"] == model.config.image_token_id).sum())
+    assert n_pad == 12 == int(batch["image_grid_thw"].prod()) // processor.image_processor.merge_size ** 2
+    with torch.no_grad():
+        logits = model(**batch).logits
+    assert logits.shape == (1, batch["input_ids"].shape[1], len(processor.tokenizer))
+    assert torch.isfinite(logits).all()
+
+
+def test_generates_with_and_without_image(random_tiny_model):
+    model, processor = models.load_model_and_processor(random_tiny_model)
+    for messages, images in ((_image_messages(), [Image.new("RGB", (56, 56), "red")]),
+                             ([{"role": "user", "content": "What is 3 + 4?"}], None)):
+        text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        batch = processor(text=[text], images=images, return_tensors="pt")
+        out = model.generate(**batch, max_new_tokens=6, do_sample=False)
+        assert out.shape[1] == batch["input_ids"].shape[1] + 6 or out[0, -1] == model.generation_config.eos_token_id
+
+
+def test_tokenizer_has_qwen_special_tokens_and_chat_template(random_tiny_model):
+    processor = models.load_processor(random_tiny_model)
+    tok = processor.tokenizer
+    for special in ("<|im_start|>", "<|im_end|>", "<|endoftext|>", "<|vision_start|>", "<|vision_end|>",
+                    "<|image_pad|>", "<|video_pad|>"):
+        assert tok.tokenize(special) == [special], special
+    text = processor.apply_chat_template(_image_messages("hi"), add_generation_prompt=True, tokenize=False)
+    # Qwen2-VL template: default system turn, image placeholder inside the user turn, assistant header
+    assert text == ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
+                    "<|vision_start|><|image_pad|><|vision_end|>hi<|im_end|>\n<|im_start|>assistant\n")
+    assert tok.eos_token == "<|im_end|>" and tok.pad_token == "<|endoftext|>"
+    # digits are single tokens (as in Qwen's pre-tokenizer), so arithmetic is learnable digit by digit
+    assert tok.tokenize("2025") == ["2", "0", "2", "5"]
+
+
+def test_build_is_deterministic_for_a_seed(tmp_path):
+    a = models.build_tiny_model(tmp_path / "a", seed=3, warm_start=False)
+    b = models.build_tiny_model(tmp_path / "b", seed=3, warm_start=False)
+    c = models.build_tiny_model(tmp_path / "c", seed=4, warm_start=False)
+    assert _digest(a) == _digest(b)
+    assert _digest(a)["model.safetensors"] != _digest(c)["model.safetensors"]
+
+
+def test_cache_is_reused_and_rebuilt_when_the_builder_changes(tmp_path, monkeypatch):
+    monkeypatch.setenv("LMM_R1_CACHE", str(tmp_path))
+    first = models.build_tiny_model(warm_start=False)
+    assert first.parent == tmp_path
+    stamp = (first / "model.safetensors").stat().st_mtime_ns
+    assert models.build_tiny_model(warm_start=False) == first
+    assert (first / "model.safetensors").stat().st_mtime_ns == stamp  # reused, not rebuilt
+    monkeypatch.setattr(models, "BUILDER_VERSION", models.BUILDER_VERSION + 1)
+    models.build_tiny_model(warm_start=False)
+    assert (first / "model.safetensors").stat().st_mtime_ns != stamp
+    assert json.loads((first / models.BUILD_INFO).read_text())["builder_version"] == models.BUILDER_VERSION
+
+
+def test_saved_processor_config_keeps_a_video_entry(random_tiny_model):
+    # the compat shim drops the video processor here; a torchvision machine needs the entry back
+    cfg = json.loads((random_tiny_model / "processor_config.json").read_text())
+    assert cfg["processor_class"] == "Qwen2_5_VLProcessor"
+    assert cfg["video_processor"]["video_processor_type"] == "Qwen2VLVideoProcessor"
+    assert cfg["video_processor"]["size"] == cfg["image_processor"]["size"]
+
+
+def test_is_model_dir(random_tiny_model, tmp_path):
+    assert models.is_model_dir(random_tiny_model)
+    (tmp_path / "config.json").write_text("{}")
+    assert not models.is_model_dir(tmp_path)  # a config without weights is not a model
+
+
+@pytest.mark.skipif(not has_torchvision(), reason="needs torchvision (as on a GPU server)")
+def test_loads_with_torchvision_including_video_processor(random_tiny_model):
+    processor = models.load_processor(random_tiny_model)
+    assert type(processor.video_processor).__name__ == "Qwen2VLVideoProcessor"
+    assert processor.video_processor.size == processor.image_processor.size

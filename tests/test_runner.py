@@ -1,0 +1,110 @@
+"""`lmm-r1 run`: parameter validation before any kernel starts, run records, failing notebooks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from lmm_r1 import runner
+from lmm_r1.cli import main
+
+PARAMS = 'profile = "tiny"\nresults_dir = "results"\nsteps = 3\nlr = 0.5\nname = "demo"\n'
+RECORD = ("from lmm_r1.results import write_run_record\n"
+          "write_run_record(name, config={'steps': steps, 'lr': lr}, metrics={'score': steps * lr},"
+          " profile=profile, seed=0, root=results_dir)")
+
+
+def _notebook(path, *cells):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(PARAMS, metadata={"tags": ["parameters"]})]
+    nb.cells += [nbformat.v4.new_code_cell(c) for c in cells]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture
+def project(tmp_path):
+    books, params = tmp_path / "notebooks", tmp_path / "notebooks" / "params"
+    params.mkdir(parents=True)
+    _notebook(books / "01_first.ipynb", RECORD)
+    _notebook(books / "02_second.ipynb", "x = 1", "raise ValueError('boom in cell two')")
+    (params / "01_first.tiny.yaml").write_text("steps: 4\nlr: 0.25\n")
+    (params / "02_second.tiny.yaml").write_text("steps: 1\n")
+    (params / "01_first.paper.yaml").write_text("steps: 1000\n")
+    return dict(notebook_dir=books, params_dir=params, results_dir=tmp_path / "results")
+
+
+def test_profiles_and_numbered_notebooks(project):
+    assert runner.profiles(project["params_dir"]) == ["paper", "tiny"]
+    assert [p.name for p in runner.notebooks(project["notebook_dir"])] == ["01_first.ipynb", "02_second.ipynb"]
+
+
+def test_runs_with_params_and_writes_a_record(project):
+    [out] = runner.run_profile("tiny", only="01", progress_bar=False, **project)
+    assert out == project["results_dir"] / "tiny" / "01_first.ipynb"
+    record = json.loads((project["results_dir"] / "tiny" / "demo" / "metrics.json").read_text())
+    # the yaml's values reached the notebook: 4 steps * 0.25 = 1.0
+    assert record["config"] == {"steps": 4, "lr": 0.25} and record["metrics"] == {"score": 1.0}
+    assert record["profile"] == "tiny" and record["seed"] == 0
+    assert record["versions"]["torch"] and record["versions"]["python"]
+    assert "cpu_count" in record["hardware"] and "commit" in record["git"]
+
+
+def test_unknown_profile_lists_the_profiles(project):
+    with pytest.raises(runner.RunError, match=r"unknown profile 'nosuch'; available profiles: paper, tiny"):
+        runner.run_profile("nosuch", **project)
+
+
+def test_unknown_parameter_names_file_and_key(project):
+    (project["params_dir"] / "01_first.tiny.yaml").write_text("steps: 4\nlearning_rate: 0.1\n")
+    with pytest.raises(runner.RunError, match=r"01_first\.tiny\.yaml: unknown parameter 'learning_rate'"):
+        runner.run_profile("tiny", **project)
+    # nothing ran: validation happens before the first kernel starts
+    assert not (project["results_dir"] / "tiny" / "01_first.ipynb").exists()
+
+
+@pytest.mark.parametrize("line, kind", [
+    ("steps: '4'", "int"),      # a quoted number is a string
+    ("steps: true", "int"),     # a bool is not an int here
+    ("lr: fast", "float"),
+    ("name: 3", "str"),
+])
+def test_mistyped_parameter_names_file_key_and_type(project, line, kind):
+    (project["params_dir"] / "01_first.tiny.yaml").write_text(line + "\n")
+    key = line.split(":")[0]
+    with pytest.raises(runner.RunError, match=rf"01_first\.tiny\.yaml: parameter '{key}' should be {kind}"):
+        runner.load_params(project["notebook_dir"] / "01_first.ipynb", "tiny", project["params_dir"])
+
+
+def test_an_int_is_accepted_for_a_float(project):
+    (project["params_dir"] / "01_first.tiny.yaml").write_text("lr: 1\n")
+    assert runner.load_params(project["notebook_dir"] / "01_first.ipynb", "tiny", project["params_dir"]) == {"lr": 1}
+
+
+def test_failing_notebook_names_cell_and_keeps_partial_copy(project):
+    with pytest.raises(runner.RunError) as err:
+        runner.run_profile("tiny", only="02", progress_bar=False, **project)
+    msg = str(err.value)
+    # cell 0 = injected parameters, 1 = the parameters cell, 2 = "x = 1", 3 = the raise
+    assert "notebook 02_second.ipynb failed in cell" in msg and "ValueError: boom in cell two" in msg
+    kept = project["results_dir"] / "tiny" / "02_second.ipynb"
+    assert str(kept) in msg
+    executed = nbformat.read(kept, as_version=4)
+    assert any(o.get("ename") == "ValueError" for c in executed.cells for o in c.get("outputs", []))
+
+
+def test_cli_exit_codes(project, capsys, monkeypatch):
+    monkeypatch.setattr(runner, "PARAMS_DIR", project["params_dir"])
+    monkeypatch.setattr(runner, "NOTEBOOK_DIR", project["notebook_dir"])
+    assert main(["run", "--profile", "nosuch"]) == 2
+    assert "available profiles" in capsys.readouterr().err
+
+
+def test_console_script_help():
+    out = subprocess.run([sys.executable, "-m", "lmm_r1.cli", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "tiny-model" in out.stdout and "run" in out.stdout
