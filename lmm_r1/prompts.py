@@ -31,3 +31,24 @@ def system_prompt(name: str) -> str | None:
         return SYSTEM_PROMPTS[name]
     except KeyError:
         raise ValueError(f"unknown system prompt {name!r}; choose one of {sorted(SYSTEM_PROMPTS)}") from None
+
+# User turns of the offline tasks (lmm_r1/tasks/). The R1 system prompt above carries the answer format; the
+# Sokoban system prompt does not, so the Sokoban user turn asks for the tags itself (PAPER.md §5).
+SOKOBAN_USER = (
+    "Solve this Sokoban level. Answer with the moves as a comma-separated sequence of Left, Right, Up and Down, "
+    "with your reasoning in <think> </think> and the moves in <answer> </answer>."
+)
+ARITH_USER = "Compute {expression}."
+PERCEPT_USER = {
+    "count": "How many {color} squares are in the image?",
+    "total": "How many squares are in the image?",
+    "sum": "How many {color} and {other} squares are in the image together?",
+    "difference": "How many more {color} squares than {other} squares are in the image?",
+}
+GEOMETRY_USER = {
+    "area": "The figure has base {base} and height {height}. Find its area.",
+    "perimeter": "The figure has sides {base} and {height}. Find its perimeter.",
+    "height": "The figure has area {area} and base {base}. Find its height.",
+    "perimeter_triangle": "The triangle has sides {a}, {b} and {c}. Find its perimeter.",
+    "angle": "In the triangle, two angles are {a} and {b} degrees. Find the third angle in degrees.",
+}

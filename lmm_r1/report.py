@@ -1,0 +1,323 @@
+"""Our numbers beside the paper's: the paper's Tables 1-3, tables as CSV + markdown, the replication table.
+
+    from lmm_r1.report import paper_reference, beside_paper, replication_table, write_table
+    paper_reference()                               # results/paper_reference.csv, PAPER.md §7 exactly
+    beside_paper([{"model": "mgt_percereason", "benchmark": "mathvista", "value": 61.0}])
+
+``results/paper_reference.csv`` is long-format: one row per (table, model, benchmark) with the printed value (a
+percentage for Tables 1-2, a shaped reward for Table 3) and a note where the paper's own numbers disagree
+(FRE-Multi's MM Avg is printed 38.71 but its columns average 39.59).
+
+On CPU the kit evaluates toy tasks, not the paper's benchmarks, so the tiny profile compares *analogues*:
+the text task (arith) against Text Avg, the perception task against MM Avg, geometry against Table 2's MathVision
+geometry column, Sokoban's reward against Sokoban-Global. Absolute differences mean little there; the gains over
+the base model (``ours_gain`` beside ``paper_gain``) are what the toy replication checks.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from lmm_r1.results import REPO_ROOT
+
+PAPER_REFERENCE = REPO_ROOT / "results" / "paper_reference.csv"
+
+# Our run names -> the paper's model keys (results/paper_reference.csv).
+MODEL_ANALOGUES = {
+    "base": "baseline", "baseline": "baseline", "fre_text": "fre_text", "fre_multi": "fre_multi",
+    "mgt_percept": "mgt_percereason", "mgt_geometry": "mgt_geo", "mgt_sokoban": "mgt_sokoban",
+    "direct_rl_geometry": "direct_rl_geo", "direct_rl_sokoban": "direct_rl_sokoban",
+}
+# The tiny profile's held-out sets -> the paper column each stands in for.
+TOY_ANALOGUES = {"arith": "text_avg", "percept": "mm_avg", "geometry": "mathvision_geometry",
+                 "sokoban_reward": "sokoban_global"}
+# Stages of the replication table, in the paper's order: base, FRE, then MGT and Direct-RL per domain.
+STAGES = ("base", "fre_text", "mgt_percept", "mgt_geometry", "mgt_sokoban",
+          "direct_rl_percept", "direct_rl_geometry", "direct_rl_sokoban")
+
+
+def paper_reference(path: str | Path | None = None) -> list[dict[str, Any]]:
+    """The paper's Tables 1-3 as rows (``value`` a float, ``printed`` the string as in the paper)."""
+    path = Path(path or PAPER_REFERENCE)
+    if not path.is_file():
+        raise FileNotFoundError(f"no paper reference table at {path}")
+    rows = []
+    with path.open(newline="") as f:
+        for i, row in enumerate(csv.DictReader(f), start=2):
+            try:
+                rows.append({**row, "table": int(row["table"]), "printed": row["value"], "value": float(row["value"])})
+            except (KeyError, TypeError, ValueError) as e:
+                raise ValueError(f"{path}:{i}: malformed row {row!r}: {e}") from None
+    return rows
+
+
+def paper_value(model: str, benchmark: str, rows: list[dict] | None = None) -> float | None:
+    """The paper's number for (model key, benchmark), from the first table that has it."""
+    for row in rows or paper_reference():
+        if row["model_key"] == model and row["benchmark"] == benchmark:
+            return row["value"]
+    return None
+
+
+def beside_paper(ours: Iterable[dict], analogues: dict[str, str] | None = None,
+                 models: dict[str, str] | None = None, reference: list[dict] | None = None) -> list[dict]:
+    """Our numbers beside the paper's, for every row the paper has.
+
+    ``ours``: dicts with ``model``, ``benchmark`` and ``value`` (in the paper's unit: % for accuracies).
+    ``analogues`` maps our benchmark names to the paper's (identity when None: the paper profile);
+    ``models`` maps our model names to the paper's keys (``MODEL_ANALOGUES`` by default). Each output row
+    has ``ours``, ``paper``, ``diff`` (ours - paper) and both gains over the base model where it exists.
+    """
+    ref = reference or paper_reference()
+    models = MODEL_ANALOGUES if models is None else models
+    ours = list(ours)
+    base_ours = {r["benchmark"]: r["value"] for r in ours if models.get(r["model"], r["model"]) == "baseline"}
+    out = []
+    for r in ours:
+        p_model = models.get(r["model"], r["model"])
+        if analogues is not None and r["benchmark"] not in analogues:
+            continue
+        p_bench = analogues[r["benchmark"]] if analogues is not None else r["benchmark"]
+        paper = paper_value(p_model, p_bench, ref)
+        if paper is None:
+            continue
+        paper_base = paper_value("baseline", p_bench, ref)
+        base = base_ours.get(r["benchmark"])
+        out.append({
+            "model": r["model"], "paper_model": p_model, "benchmark": r["benchmark"], "paper_benchmark": p_bench,
+            "ours": r["value"], "paper": paper, "diff": r["value"] - paper,
+            "ours_gain": None if base is None else r["value"] - base,
+            "paper_gain": None if paper_base is None else paper - paper_base,
+        })
+    return out
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown(rows: Sequence[dict], columns: Sequence[str] | None = None, digits: int = 2) -> str:
+    """A GitHub markdown table (floats to ``digits`` places; missing values blank)."""
+    if not rows:
+        return "(no rows)\n"
+    columns = list(columns or dict.fromkeys(k for row in rows for k in row))
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_fmt(row.get(c), digits) for c in columns) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_table(rows: Sequence[dict], stem: str | Path, title: str | None = None,
+                columns: Sequence[str] | None = None, note: str | None = None,
+                md_columns: Sequence[str] | None = None) -> tuple[Path, Path]:
+    """Write ``<stem>.csv`` (``columns``, default all) and ``<stem>.md`` (``md_columns``, default the same,
+    with an optional title and note); return both paths."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    columns = list(columns or dict.fromkeys(k for row in rows for k in row))
+    csv_path, md_path = stem.with_suffix(".csv"), stem.with_suffix(".md")
+    with csv_path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    table = markdown(rows, md_columns or columns)
+    text = (f"# {title}\n\n" if title else "") + table + (f"\n{note}\n" if note else "")
+    md_path.write_text(text)
+    return csv_path, md_path
+
+
+def stage_and_seed(run_name: str) -> tuple[str, int | None]:
+    """``"mgt_percept_seed3"`` -> ``("mgt_percept", 3)``; ``"base"`` -> ``("base", None)``."""
+    head, sep, tail = run_name.rpartition("_seed")
+    if sep and tail.isdigit():
+        return head, int(tail)
+    return run_name, None
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    m = sum(values) / len(values)
+    # sample standard deviation over seeds (0 with one seed: no spread measured)
+    s = math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+    return m, s
+
+
+def replication_table(scores: Iterable[dict], columns: Sequence[str], scale: float = 100.0) -> list[dict]:
+    """Mean and spread over seeds per stage: the toy-scale replication table.
+
+    ``scores``: dicts with ``run`` (e.g. ``fre_text_seed1``; ``base`` for the base model), ``benchmark`` and
+    ``value`` (a fraction for accuracies; ``sokoban_reward`` is a reward and is not scaled). Each cell is
+    ``"mean ± std"`` over seeds (the numbers also in ``<column>_mean`` and ``<column>_std``); ``seeds`` says how
+    many runs each stage has.
+    """
+    by_stage: dict[str, dict[str, list[float]]] = {}
+    seeds: dict[str, set] = {}
+    for r in scores:
+        stage, seed = stage_and_seed(r["run"])
+        by_stage.setdefault(stage, {}).setdefault(r["benchmark"], []).append(r["value"])
+        seeds.setdefault(stage, set()).add(seed)
+    order = [s for s in STAGES if s in by_stage] + sorted(s for s in by_stage if s not in STAGES)
+    rows = []
+    for stage in order:
+        row: dict[str, Any] = {"stage": stage, "seeds": len(seeds[stage])}
+        for col in columns:
+            values = by_stage[stage].get(col)
+            if not values:
+                row[col] = ""
+                continue
+            k = 1.0 if col.endswith("reward") or col.endswith("tokens") else scale
+            m, s = _mean_std([v * k for v in values])
+            digits = 2 if col.endswith("reward") else 1  # rewards are small numbers; accuracies in %
+            row[col] = f"{m:.{digits}f} ± {s:.{digits}f}"
+            row[f"{col}_mean"], row[f"{col}_std"] = m, s
+        rows.append(row)
+    return rows
+
+
+def stage_means(scores: Iterable[dict], key: str = "value", scale: float = 100.0) -> list[dict]:
+    """Mean of ``key`` over seeds per (stage, benchmark), as ``beside_paper`` rows (``model`` = the stage).
+
+    Accuracies are scaled to % (the paper's unit); ``*_reward`` and token counts are not."""
+    cells: dict[tuple[str, str], list[float]] = {}
+    for r in scores:
+        if r.get(key) is not None:
+            cells.setdefault((r["stage"], r["benchmark"]), []).append(r[key])
+    out = []
+    for (stage, bench), values in cells.items():
+        k = 1.0 if key != "value" or bench.endswith("reward") else scale
+        m, s = _mean_std([v * k for v in values])
+        out.append({"model": stage, "benchmark": bench, "value": m, "std": s, "seeds": len(values)})
+    return out
+
+
+def length_table(scores: Iterable[dict], benchmarks: Sequence[str]) -> list[dict]:
+    """Mean completion length (tokens) per stage and benchmark, with the change from the base model.
+
+    The paper (§7) reports text RL growing responses (~600 to ~800 tokens) and multimodal RL shrinking them
+    (~150 to under 80); ``<benchmark>_change`` is the same comparison at toy scale."""
+    means = {(r["model"], r["benchmark"]): r["value"] for r in stage_means(
+        [s for s in scores if not s["benchmark"].endswith("_reward")], key="completion_tokens")}
+    stages = [s for s in STAGES if any(m == s for m, _ in means)] + sorted(
+        {m for m, _ in means} - set(STAGES))
+    rows = []
+    for stage in stages:
+        row: dict[str, Any] = {"stage": stage}
+        for b in benchmarks:
+            v, base = means.get((stage, b)), means.get(("base", b))
+            row[b] = v
+            row[f"{b}_change"] = None if v is None or base is None or stage == "base" else v - base
+        rows.append(row)
+    return rows
+
+
+def plot_scores(scores: Iterable[dict], benchmarks: Sequence[str], title: str = "Held-out accuracy by stage"):
+    """Grouped bars: mean accuracy (%) per benchmark for each stage, error bars = std over seeds."""
+    import matplotlib.pyplot as plt
+
+    means = {(r["model"], r["benchmark"]): r for r in stage_means(scores)}
+    stages = [s for s in STAGES if any(m == s for m, _ in means)]
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(benchmarks)), 3.5))
+    width = 0.8 / max(len(stages), 1)
+    for k, stage in enumerate(stages):
+        xs = [i + (k - (len(stages) - 1) / 2) * width for i in range(len(benchmarks))]
+        cells = [means.get((stage, b)) for b in benchmarks]
+        ax.bar(xs, [c["value"] if c else 0 for c in cells], width, yerr=[c["std"] if c else 0 for c in cells],
+               label=stage, capsize=2)
+    ax.set_xticks(range(len(benchmarks)), benchmarks)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def plot_gains(rows: Sequence[dict], title: str = "Gain over the base model: ours vs the paper"):
+    """Paired bars from ``beside_paper`` rows: our gain over base beside the paper's, per (model, benchmark)."""
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in rows
+            if r["ours_gain"] is not None and r["paper_gain"] is not None and r["paper_model"] != "baseline"]
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(rows)), 3.5))
+    xs = range(len(rows))
+    ax.bar([x - 0.2 for x in xs], [r["ours_gain"] for r in rows], 0.4, label="ours")
+    ax.bar([x + 0.2 for x in xs], [r["paper_gain"] for r in rows], 0.4, label="paper")
+    ax.axhline(0, color="black", linewidth=0.5)
+    ax.set_xticks(list(xs), [f"{r['model']}\n{r['benchmark']}" for r in rows], fontsize=7)
+    ax.set_ylabel("points over base")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def example_completions(runs: Sequence[Any], benchmark: str, k: int = 3, max_chars: int = 160,
+                        one_per_stage: bool = True) -> list[dict]:
+    """The first ``k`` items of ``benchmark`` with each run's completion (clipped) and whether it was right.
+
+    ``one_per_stage``: only the first run of each stage (its lowest seed), so the table stays readable."""
+    runs = [r for r in runs if benchmark in r.records]
+    if one_per_stage:
+        first: dict[str, Any] = {}
+        for r in sorted(runs, key=lambda r: stage_and_seed(r.name)[1] or 0):
+            first.setdefault(stage_and_seed(r.name)[0], r)
+        runs = [r for r in runs if r in first.values()]
+    if not runs:
+        return []
+    rows = []
+    for i, rec in enumerate(runs[0].records[benchmark][:k]):
+        row = {"id": rec.id, "gold": rec.gold}
+        for run in runs:
+            other = run.records[benchmark][i]
+            text = other.completion if len(other.completion) <= max_chars else other.completion[:max_chars] + "…"
+            row[run.name] = f"{'✓' if other.correct else '✗'} {text}"
+        rows.append(row)
+    return rows
+
+
+def pivot(scores: Iterable[dict], key: str = "accuracy", index: str = "run") -> list[dict]:
+    """One row per ``index`` value (run or stage), one column per benchmark, cells = ``key``."""
+    rows: dict[str, dict] = {}
+    for r in scores:
+        if r.get(key) is not None:
+            rows.setdefault(r[index], {index: r[index]})[r["benchmark"]] = r[key]
+    return list(rows.values())
+
+
+# Table 1's averages, recomputed from our per-benchmark numbers (the paper profile).
+PAPER_AVERAGES = {"text_avg": ("math500", "gpqa_diamond"),
+                  "mm_avg": ("olympiadbench", "mathvision", "mathverse", "mmstar", "mathvista")}
+
+
+def add_paper_averages(means: Sequence[dict]) -> list[dict]:
+    """``stage_means`` rows plus Text Avg and MM Avg per model where all of their columns were measured."""
+    out = list(means)
+    by_model: dict[str, dict[str, float]] = {}
+    for r in means:
+        by_model.setdefault(r["model"], {})[r["benchmark"]] = r["value"]
+    for model, values in by_model.items():
+        for avg, parts in PAPER_AVERAGES.items():
+            if all(p in values for p in parts):
+                out.append({"model": model, "benchmark": avg, "value": sum(values[p] for p in parts) / len(parts)})
+    return out
+
+
+def stage_metrics(scores: Iterable[dict]) -> dict[str, float]:
+    """Run-record metrics of an evaluation notebook: ``eval/<benchmark>/<metric>/<stage>`` (mean over seeds) and
+    ``eval/<benchmark>/accuracy_std/<stage>``; accuracies as fractions, as in single-run records."""
+    scores = list(scores)
+    out: dict[str, float] = {}
+    for r in stage_means(scores, scale=1.0):
+        metric = "reward" if r["benchmark"].endswith("_reward") else "accuracy"
+        bench = r["benchmark"].removesuffix("_reward")
+        out[f"eval/{bench}/{metric}/{r['model']}"] = r["value"]
+        out[f"eval/{bench}/{metric}_std/{r['model']}"] = r["std"]
+    for r in stage_means([s for s in scores if not s["benchmark"].endswith("_reward")], key="completion_tokens"):
+        out[f"eval/{r['benchmark']}/completion_tokens/{r['model']}"] = r["value"]
+    return out

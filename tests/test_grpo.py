@@ -1,0 +1,189 @@
+"""The GRPO core on the tiny model: a few real TRL GRPO steps on text and on images, run outputs, bad input.
+
+Runs are small on purpose: 2 optimizer steps of 4 prompts x 8 completions of <= 64 tokens (~1 s per step on 2
+CPU cores), which is enough for the rewards to vary within groups and so for the policy to move. The learning
+test (many steps) is slow-marked.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from lmm_r1.config import preset
+from lmm_r1.grpo import DataError, HardwareError, InitFromError, build_trainer, train
+from lmm_r1.training_log import load_completions, load_metrics
+
+# 4 prompts x 8 completions per step, 2 steps, no warm-up (a warm-up step would have lr 0 in a 2-step run),
+# 64 new tokens: the warm-started model's answers are ~40 tokens, so rewards are not all zero.
+SMALL = dict(max_steps=2, generation_batch_size=32, num_generations=8, micro_batch_size=32, train_size=32,
+             max_completion_length=64, warmup_ratio=0.0, save_steps=100, log_completions_steps=1)
+
+
+def small(stage: str, **overrides):
+    return preset(stage, "tiny", **{**SMALL, **overrides})
+
+
+def snapshot(model, prefix: str) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters() if n.startswith(prefix)}
+
+
+def changed(before: dict[str, torch.Tensor], model) -> int:
+    params = dict(model.named_parameters())
+    return sum(not torch.equal(t, params[n].detach()) for n, t in before.items())
+
+
+class VisionCalls:
+    """Counts forward calls of the vision tower (model.model.visual)."""
+
+    def __init__(self, model):
+        self.n = 0
+        model.model.visual.register_forward_hook(self._hook)
+
+    def _hook(self, *args):
+        self.n += 1
+
+
+def run_steps(cfg, tmp_path):
+    stage = build_trainer(cfg, output_dir=tmp_path / "ckpt", results_dir=tmp_path)
+    model = stage.trainer.model
+    before_lm = snapshot(model, "model.language_model")
+    before_vision = snapshot(model, "model.visual")
+    calls = VisionCalls(model)
+    stage.trainer.train()
+    losses = [h["loss"] for h in stage.trainer.state.log_history if "loss" in h]
+    return stage, losses, changed(before_lm, model), changed(before_vision, model), len(before_vision), calls.n
+
+
+def test_text_steps(tiny_model, tmp_path):
+    stage, losses, lm_changed, vision_changed, _, vision_calls = run_steps(small("fre_text"), tmp_path)
+    assert stage.trainer.state.global_step == 2
+    assert len(losses) == 2 and all(math.isfinite(x) for x in losses)
+    assert lm_changed > 0            # the policy moved
+    assert vision_calls == 0         # a text batch never runs the vision tower...
+    assert vision_changed == 0       # ...so its weights get no gradient
+
+
+def test_image_steps(tiny_model, tmp_path):
+    stage, losses, lm_changed, vision_changed, n_vision, vision_calls = run_steps(small("mgt_percept",
+                                                                                  init_from=None), tmp_path)
+    assert len(losses) == 2 and all(math.isfinite(x) for x in losses)
+    assert vision_calls > 0          # image batches encode their images
+    assert lm_changed > 0
+    assert vision_changed > 0        # the math stages train the vision tower (PAPER.md §3)
+
+
+def test_sokoban_freezes_the_vision_tower(tiny_model, tmp_path):
+    stage, losses, lm_changed, vision_changed, n_vision, vision_calls = run_steps(
+        small("mgt_sokoban", init_from=None), tmp_path)
+    assert vision_calls > 0 and all(math.isfinite(x) for x in losses)
+    assert vision_changed == 0 and n_vision > 0  # frozen for Sokoban (PAPER.md §3)
+    assert lm_changed > 0
+    assert not any(p.requires_grad for p in stage.trainer.model.model.visual.parameters())
+
+
+def test_train_writes_model_record_and_logs(tiny_model, tmp_path):
+    from lmm_r1.models import is_model_dir, load_processor
+
+    cfg = small("fre_text", seed=3)
+    record = train(cfg, results_dir=tmp_path)
+    run = tmp_path / "tiny" / "fre_text_seed3"
+    assert is_model_dir(run / "model") and load_processor(run / "model") is not None
+    on_disk = json.loads((run / "metrics.json").read_text())
+    assert on_disk == record
+    assert record["name"] == "fre_text_seed3" and record["follows"] == "paper"
+    assert record["config"]["follows"] == "paper" and record["config"]["learning_rate"] == cfg.learning_rate
+    assert record["config_sources"]["max_steps"] == "override"
+    assert record["global_step"] == 2 and record["metrics"]["train/steps"] == 2
+    rows = load_metrics(run)
+    assert [r["step"] for r in rows] == [1, 2]
+    for key in ("train/reward/total", "train/reward/format", "train/reward/accuracy", "train/kl",
+                "train/completion_length", "train/clip_ratio", "train/entropy", "train/frac_reward_zero_std",
+                "train/reward/accuracy_timeouts"):
+        assert key in rows[0], key
+    # the logged total is the weighted sum of the components: 0.5 * format + accuracy (PAPER.md §4)
+    for r in rows:
+        assert r["train/reward/total"] == pytest.approx(0.5 * r["train/reward/format"] + r["train/reward/accuracy"])
+    samples = load_completions(run)
+    assert {s["step"] for s in samples} == {1, 2} and len(samples) == 2 * cfg.num_completions_to_log
+    for s in samples:
+        assert s["reward"] == pytest.approx(0.5 * s["rewards"]["format"] + (s["rewards"]["accuracy"] or 0.0))
+    # a second call with the same config finds the finished run and does not train again
+    assert train(cfg, results_dir=tmp_path)["created"] == record["created"]
+
+
+# ---- bad input: each fails before training starts ----
+
+def test_init_from_not_a_model(tmp_path):
+    (tmp_path / "notamodel").mkdir()
+    (tmp_path / "notamodel" / "weights.txt").write_text("hello")
+    with pytest.raises(InitFromError, match="is not a model folder"):
+        build_trainer(small("mgt_percept", init_from=str(tmp_path / "notamodel")), output_dir=tmp_path / "o")
+    with pytest.raises(InitFromError, match="does not exist.*lmm-r1 train --stage fre_text"):
+        build_trainer(small("mgt_percept"), output_dir=tmp_path / "o", results_dir=tmp_path / "empty")
+    assert not (tmp_path / "o").exists()
+
+
+def test_init_from_broken_weights(random_tiny_model, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(random_tiny_model, broken)
+    (broken / "model.safetensors").write_bytes(b"\x00" * 100)  # a torn copy
+    with pytest.raises(InitFromError, match="does not load"):
+        build_trainer(small("mgt_percept", init_from=str(broken)), output_dir=tmp_path / "o")
+
+
+def test_no_rows_left_after_filtering(random_tiny_model, tmp_path):
+    with pytest.raises(DataError, match="all 32 prompts .* longer than max_prompt_length=20"):
+        build_trainer(small("fre_text", model=str(random_tiny_model), max_prompt_length=20),
+                      output_dir=tmp_path / "o")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only error")
+def test_paper_preset_on_cpu(tmp_path):
+    with pytest.raises(HardwareError, match="needs CUDA GPUs .* 8 x 80 GB"):
+        train(preset("fre_text", "paper"), results_dir=tmp_path)
+    assert not (tmp_path / "paper").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--stage", "fre_txt"], "unknown stage 'fre_txt' (did you mean 'fre_text'?)"),
+    (["--stage", "fre_text", "--set", "num_generations=3"], "num_generations (3) does not divide"),
+    (["--stage", "fre_text", "--set", "learnin_rate=1"], "did you mean 'learning_rate'"),
+    (["--stage", "fre_text", "--set", "max_steps"], "--set expects key=value"),
+])
+def test_cli_bad_input(argv, message, capsys, tmp_path):
+    from lmm_r1.cli import main
+
+    assert main(["train", *argv, "--results-dir", str(tmp_path)]) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only error")
+def test_cli_paper_on_cpu(capsys, tmp_path):
+    from lmm_r1.cli import main
+
+    assert main(["train", "--stage", "FRE-Text", "--preset", "paper", "--results-dir", str(tmp_path)]) == 2
+    assert "needs CUDA GPUs" in capsys.readouterr().err
+
+
+def test_cli_dry_run_shows_sources(capsys):
+    from lmm_r1.cli import main
+
+    assert main(["train", "--stage", "fre_text", "--preset", "paper", "--follows", "scripts", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "learning_rate" in out and "4e-07" in out and "FRE-Text column" in out
+
+
+# ---- learning ----
+
+@pytest.mark.slow
+def test_fre_raises_the_reward(tiny_model, tmp_path):
+    """The tiny FRE preset, fixed seed: the mean reward of the last 5 steps beats the first 5 by >= 0.1."""
+    record = train(preset("fre_text", "tiny", seed=0), results_dir=tmp_path)
+    m = record["metrics"]
+    assert m["train/reward/total/last"] >= m["train/reward/total/first"] + 0.1, m

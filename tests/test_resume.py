@@ -1,0 +1,60 @@
+"""Resume: a run killed after its step-2 checkpoint restarts at step 2, and its logs continue exactly once."""
+
+from __future__ import annotations
+
+import pytest
+from transformers import TrainerCallback
+
+from lmm_r1.config import preset
+from lmm_r1.grpo import train
+from lmm_r1.training_log import load_completions, load_metrics, truncate_after
+
+# 4 steps of 2 prompts x 8 completions, a checkpoint every 2 steps; completions logged every step.
+SMALL = dict(max_steps=4, generation_batch_size=16, num_generations=8, micro_batch_size=16, train_size=16,
+             max_completion_length=64, warmup_ratio=0.0, save_steps=2, log_completions_steps=1,
+             num_completions_to_log=2)
+
+
+class Killed(Exception):
+    pass
+
+
+class KillAt(TrainerCallback):
+    """Dies right after step ``step`` is logged: after the step-2 checkpoint, before the next one."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.global_step == self.step and "loss" in (logs or {}):
+            raise Killed
+
+
+def test_resume_after_kill(tiny_model, tmp_path):
+    cfg = preset("fre_text", "tiny", **SMALL)
+    with pytest.raises(Killed):
+        train(cfg, results_dir=tmp_path / "a", callbacks=[KillAt(3)])
+    run = tmp_path / "a" / "tiny" / "fre_text_seed0"
+    assert [r["step"] for r in load_metrics(run)] == [1, 2, 3]  # step 3 was logged, never checkpointed
+    assert (run / "checkpoints" / "checkpoint-2").is_dir() and not (run / "metrics.json").exists()
+
+    record = train(cfg, results_dir=tmp_path / "a")
+    assert record["resumed_from"].endswith("checkpoint-2") and record["global_step"] == 4
+    rows = load_metrics(run)
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]  # step 3 once, from the resumed process
+    assert [s["step"] for s in load_completions(run)] == [1, 1, 2, 2, 3, 3, 4, 4]
+
+    # the resumed run is the uninterrupted run: same data order, RNG and optimizer state from the checkpoint
+    straight = train(cfg, results_dir=tmp_path / "b")
+    assert straight["resumed_from"] is None
+    other = load_metrics(tmp_path / "b" / "tiny" / "fre_text_seed0")
+    for a, b in zip(rows, other):
+        assert a["train/reward/total"] == pytest.approx(b["train/reward/total"])
+        assert a["train/completion_length"] == pytest.approx(b["train/completion_length"])
+
+
+def test_truncate_after_repairs_a_torn_line(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_text('{"step": 1}\n{"step": 2}\n{"step": 3}\n{"ste')  # killed mid-write
+    assert truncate_after(path, 2) == 1
+    assert path.read_text() == '{"step": 1}\n{"step": 2}\n'

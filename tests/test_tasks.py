@@ -1,0 +1,242 @@
+"""The offline tasks: the Sokoban simulator and solver, generators, splits, and the gold -> reward round trip.
+
+Sizes are small (tens of rows) because each row's image is rendered on the fly; the split test uses a few
+hundred rows per split, enough to collide if the splits shared problems (the spaces hold thousands).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+
+import pytest
+
+from lmm_r1 import prompts, rewards
+from lmm_r1.tasks import TASKS, arith, base, geometry, percept, sokoban
+
+ONE_BOX = "#####\n#@$.#\n#####"  # player, box, target in a row: "right" solves it
+
+# ---- the simulator, against gym-sokoban's rules computed by hand ----
+
+SIMULATE_CASES = [
+    # push the box onto its target: -0.1 step + 1 box on target + 10 all placed
+    (ONE_BOX, ["right"], [10.9]),
+    # a move into a wall still costs the step penalty, then the push solves: -0.1, -0.1 + 11
+    (ONE_BOX, ["up", "right"], [-0.1, 10.8]),
+    # the episode stops when solved: the trailing "left" is never executed
+    (ONE_BOX, ["right", "left"], [10.9]),
+    # actions are case-insensitive and may carry spaces
+    (ONE_BOX, [" RIGHT "], [10.9]),
+    # a box already on its target pushed off it: -0.1 - 1; walking back: -0.1
+    ("######\n#@*  #\n######", ["right", "left"], [-1.1, -1.2]),
+    # a box against a wall cannot move: the push costs only the step; then the player walks onto the target
+    ("######\n# .@$#\n######", ["right", "left"], [-0.1, -0.2]),
+    # a box cannot push another box
+    ("#######\n#@$$..#\n#######", ["right"], [-0.1]),
+    # two boxes: first placed (+1 - 0.1), two walks (-0.1 each), second placed (+1 + 10 - 0.1)
+    ("######\n#@$. #\n# $. #\n######", ["right", "left", "down", "right"], [0.9, 0.8, 0.7, 11.6]),
+    # rows of different lengths: cells past a row's end are walls
+    ("####\n#@$.#\n#####", ["right"], [10.9]),
+    # no actions, no steps
+    (ONE_BOX, [], []),
+]
+
+
+@pytest.mark.parametrize("level,actions,expected", SIMULATE_CASES)
+def test_simulate_follows_gym_sokoban(level, actions, expected):
+    assert sokoban.simulate(level, actions) == pytest.approx(expected)
+
+
+def test_simulate_runs_at_most_max_steps():
+    # 60 wall bumps: only 50 run (the reward's limit), each -0.1
+    out = sokoban.simulate(ONE_BOX, ["left"] * 60)
+    assert len(out) == 50 and out[-1] == pytest.approx(-5.0)
+    assert len(sokoban.simulate(ONE_BOX, ["left"] * 60, max_steps=3)) == 3
+
+
+@pytest.mark.parametrize("level,actions,match", [
+    ("#####\n#@$x#\n#####", ["right"], "unknown character 'x'"),  # not XSB
+    ("#####\n# $.#\n#####", ["right"], "exactly one player"),  # no player
+    ("#####\n#@$ #\n#####", ["right"], "as many targets as boxes"),  # box without target
+    (ONE_BOX, ["jump"], "unknown sokoban action 'jump'"),  # not a move
+])
+def test_simulate_rejects_bad_input(level, actions, match):
+    with pytest.raises(ValueError, match=match):
+        sokoban.simulate(level, actions)
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("<think> go </think><answer> Right, up </answer>", ["right", "up"]),  # any case, spaces ignored
+    ("<think> go </think><answer> Right, jump </answer>", None),  # not a move
+    ("<answer> Right </answer>", None),  # no think block
+    ("<think> a </think><answer> Up </answer><answer> Up </answer>", None),  # two answers
+])
+def test_parse_actions(text, expected):
+    assert sokoban.parse_actions(text) == expected
+
+
+def test_solver_finds_shortest_and_detects_dead_levels():
+    assert sokoban.solve(ONE_BOX) == ["right"]
+    # step above the box, then push it down onto the target
+    assert sokoban.solve("#####\n#@  #\n# $ #\n# . #\n#####") == ["right", "down"]
+    # a box in a corner off its target can never move to it
+    assert sokoban.solve("#####\n#$ .#\n# @ #\n#####") is None
+
+
+def test_generated_levels_are_solvable_and_solved_by_their_answer():
+    ds = sokoban.make_dataset("train", 30, seed=3)
+    for row in ds:
+        moves = row["answer"].split(", ")
+        assert 1 <= len(moves) <= sokoban.MAX_SOLUTION_MOVES
+        assert sokoban.solves(row["level"], moves)
+        # shortest: the solver's own search finds nothing shorter
+        assert len(sokoban.solve(row["level"])) == len(moves)
+        lv = sokoban.parse_level(row["level"])
+        assert lv.boxes != lv.targets and len(lv.boxes) in (1, 2)
+        assert sokoban.MIN_INTERIOR + 2 <= lv.height <= sokoban.MAX_INTERIOR + 2
+
+
+def test_render_uses_the_paper_colours():
+    # 3 x 5 level on a 16 px grid = 80 x 48, centred on an 80 x 80 square, scaled to 112 (x 1.4)
+    img = sokoban.render(ONE_BOX)
+    assert img.size == (112, 112)
+
+    def centre(r, c):  # pixel at the centre of cell (r, c)
+        return img.getpixel((round((c * 16 + 8) * 1.4), round((16 + r * 16 + 8) * 1.4)))
+
+    assert centre(1, 1) == sokoban.COLORS["player"]
+    assert centre(1, 2) == sokoban.COLORS["box"]
+    assert centre(1, 3) == sokoban.COLORS["dot"]
+    assert centre(0, 0) == sokoban.COLORS["wall"]
+
+
+# ---- the other generators' answers, by hand ----
+
+@pytest.mark.parametrize("expr,value,worked", [
+    ("3 + 4 * 2", 11, "4 * 2 = 8, 3 + 8 = 11"),  # product first
+    ("9 - 3 * 2", 3, "3 * 2 = 6, 9 - 6 = 3"),
+    ("2 * 3 * 4", 24, "2 * 3 = 6, 6 * 4 = 24"),  # left to right
+    ("5 - 7", -2, "5 - 7 = -2"),  # negative answers exist
+    ("8 - 2 + 1", 7, "8 - 2 = 6, 6 + 1 = 7"),  # left to right, not 8 - 3
+])
+def test_arith_evaluates_with_precedence(expr, value, worked):
+    assert arith._evaluate(expr) == value
+    assert arith.steps(expr) == worked
+
+
+@pytest.mark.parametrize("fig,answer", [
+    ({"kind": "area", "shape": "triangle", "a": 6, "b": 3, "c": None}, 9),  # half base times height
+    ({"kind": "area", "shape": "parallelogram", "a": 4, "b": 5, "c": None}, 20),  # base times height
+    ({"kind": "height", "shape": "triangle", "a": 4, "b": 7, "c": None}, 7),  # area 14 = 4 * h / 2
+    ({"kind": "perimeter", "shape": "rectangle", "a": 2, "b": 7, "c": None}, 18),  # 2 * (2 + 7)
+    ({"kind": "perimeter", "shape": "triangle", "a": 5, "b": 7, "c": 9}, 21),  # 5 + 7 + 9
+    ({"kind": "angle", "shape": "triangle", "a": 40, "b": 65, "c": None}, 75),  # 180 - 40 - 65
+])
+def test_geometry_answers(fig, answer):
+    assert geometry.solve(fig)[0] == answer
+
+
+def test_percept_image_shows_the_grid():
+    row = percept.make_dataset("train", 1, seed=0)[0]
+    img = row["images"][0]
+    seen = {}
+    for r in range(percept.GRID):
+        for c in range(percept.GRID):
+            px = img.getpixel((c * percept.CELL + percept.CELL // 2, r * percept.CELL + percept.CELL // 2))
+            name = {v: k for k, v in percept.COLORS.items()}.get(px)
+            if name:
+                seen[name] = seen.get(name, 0) + 1
+    assert {k: v for k, v in percept.counts_of(row["grid"]).items() if v} == seen
+
+
+# ---- every task: schema, determinism, splits, round trip ----
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_rows_follow_the_shared_schema(name):
+    task = TASKS[name]
+    ds = task.make_dataset("train", 5, seed=0, system_prompt="r1")
+    for row in ds:
+        system, user = row["prompt"]
+        assert system["role"] == "system" and system["content"][0]["text"] == prompts.R1_SYSTEM_PROMPT
+        assert user["role"] == "user" and user["content"][-1]["type"] == "text"
+        n_placeholders = sum(part["type"] == "image" for part in user["content"])
+        if task.MODALITY == "image":
+            assert n_placeholders == len(row["images"]) == 1
+            assert row["images"][0].size == (112, 112)  # 16 image tokens in the tiny processor
+        else:
+            assert n_placeholders == 0 and "images" not in row
+        assert isinstance(row["answer"], str) and row["id"].startswith(f"{name}-train-0-")
+    assert "level" in ds.column_names if name == "sokoban" else True
+    # the baseline prompt: no system message at all
+    assert task.make_dataset("train", 1, seed=0, system_prompt="none")[0]["prompt"][0]["role"] == "user"
+
+
+def _problem_key(row) -> str:
+    """What makes two rows the same problem: the question text and the image pixels."""
+    key = base.prompt_text_of(row)
+    for img in row.get("images") or []:
+        buf = io.BytesIO()
+        img.save(buf, format="PNG")
+        key += hashlib.sha256(buf.getvalue()).hexdigest()
+    return key + row.get("level", "")
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_generation_is_deterministic_per_seed(name):
+    task = TASKS[name]
+    a, b, c = (task.make_dataset("train", 6, seed=s) for s in (0, 0, 1))
+    assert [_problem_key(r) for r in a] == [_problem_key(r) for r in b]
+    assert [_problem_key(r) for r in a] != [_problem_key(r) for r in c]
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_train_and_test_never_share_a_problem(name):
+    task = TASKS[name]
+    # image rows render one picture each, so fewer of them; a few hundred keys already collide if shared
+    n = 120 if task.MODALITY == "image" else 600
+    train = {_problem_key(r) for seed in (0, 1) for r in task.make_dataset("train", n, seed=seed)}
+    test = {_problem_key(r) for r in task.make_dataset("test", n // 2, seed=0)}
+    assert len(test) == n // 2  # distinct within a split too
+    assert not train & test
+
+
+def test_a_split_that_runs_out_of_problems_says_so():
+    # arith has ~9,300 expressions, ~20% of them held out: 5,000 distinct test problems do not exist
+    with pytest.raises(ValueError, match="problem space is too small"):
+        arith.make_dataset("test", 5000, seed=0)
+
+
+@pytest.mark.parametrize("bad", [dict(split="dev", n=3), dict(split="train", n=-1)])
+def test_bad_split_or_size_is_named(bad):
+    with pytest.raises(ValueError, match="split|n must"):
+        arith.make_dataset(**bad)
+
+
+@pytest.mark.parametrize("name", [n for n in sorted(TASKS) if TASKS[n].REWARD == "math"])
+def test_perfect_completion_gets_full_math_reward(name):
+    # the paper's total is 0.5 * format + accuracy: 1.5 for a right answer in the right format
+    task = TASKS[name]
+    ds = task.make_dataset("test", 8, seed=0)
+    completions = [task.perfect_completion(row) for row in ds]
+    funcs, weights = rewards.reward_funcs("math")
+    scores = [f(completions, answer=ds["answer"]) for f in funcs]
+    totals = [sum(w * s[i] for w, s in zip(weights, scores)) for i in range(len(ds))]
+    assert totals == [1.5] * len(ds)
+    # and a wrong number in the same format gets the format half only
+    wrong = [c.replace(f"<answer> {a} </answer>", "<answer> $99999$ </answer>")
+             for c, a in zip(completions, ds["answer"])]
+    assert rewards.accuracy_reward(wrong, answer=ds["answer"]) == [0.0] * len(ds)
+
+
+def test_perfect_completion_gets_the_sokoban_maximum():
+    ds = sokoban.make_dataset("test", 10, seed=0)
+    completions = [sokoban.perfect_completion(row) for row in ds]
+    got = rewards.sokoban_reward(completions, level=ds["level"])
+    for row, completion, score in zip(ds, completions, got):
+        n = len(row["answer"].split(","))
+        boxes_to_place = row["level"].count("$")  # boxes not yet on a target
+        # best env reward: +1 per box placed, +10 when all are, -0.1 per move (the solver's n is the fewest);
+        # plus 0.5 format, 0.05 per action (n < 20), 0.001 per thinking word longer than one character
+        think = completion.split("<think>")[1].split("</think>")[0]
+        words = sum(len(w) > 1 for w in think.split())
+        assert score == pytest.approx(10 + boxes_to_place - 0.1 * n + 0.5 + 0.05 * n + 0.001 * words)
