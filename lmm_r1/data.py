@@ -239,6 +239,9 @@ def _parse_record(line: str, where: str, jsonl_dir: Path, image_root: Path | Non
         prompt = [m for m in prompt if m["role"] != "system"]
         if system_text is not None:
             prompt.insert(0, {"role": "system", "content": [{"type": "text", "text": system_text}]})
+    clash = sorted(set(record) & {"prompt", "images"})
+    if clash:
+        raise DataFormatError(f"{where}: field '{clash[0]}' would overwrite the loader's own column", "column")
     row = {"prompt": prompt, "images": images, "answer": answer}
     row.update(record)  # the file's other columns, unchanged
     return row
@@ -272,13 +275,16 @@ def load_message_jsonl(path: str | Path, image_root: str | Path | None = None, o
     system_text = prompts.system_prompt(system_prompt) if replace_system else None
 
     rows, skipped = [], []
+    column_types: dict[str, type] = {}  # extra column -> the JSON type its first value had
     with path.open(encoding="utf-8") as f:
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
                 continue  # blank lines (e.g. a trailing newline) are not records
+            where = f"{path}:{lineno}"
             try:
-                rows.append(_parse_record(line, f"{path}:{lineno}", path.parent, root, system_text,
-                                          replace_system))
+                row = _parse_record(line, where, path.parent, root, system_text, replace_system)
+                _check_column_types(row, column_types, where)
+                rows.append(row)
             except DataFormatError as e:
                 if on_error == "raise":
                     raise
@@ -292,31 +298,31 @@ def load_message_jsonl(path: str | Path, image_root: str | Path | None = None, o
     if not rows:
         raise DataFormatError(f"{path}: no valid records" + (f" ({len(skipped)} skipped)" if skipped else ""))
     has_images = any(r["images"] for r in rows)
-    _check_extra_columns(rows, path)
-    if has_images:
-        ds = datasets.Dataset.from_list(rows)
-        ds = ds.cast_column("images", datasets.List(datasets.Image()))
-    else:
+    # every row gets every column (None where a record lacks it): from_list reads the first row's keys only
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    rows = [{k: r.get(k) for k in columns} for r in rows]
+    if not has_images:
         for r in rows:
             del r["images"]
+    try:
         ds = datasets.Dataset.from_list(rows)
+    except (ValueError, TypeError) as e:  # pyarrow's ArrowInvalid/ArrowTypeError are ValueError/TypeError
+        raise DataFormatError(f"{path}: the extra columns do not fit one Arrow schema: {e}", "column") from None
+    if has_images:  # paths -> Image feature: decoded lazily, on access
+        ds = ds.cast_column("images", datasets.List(datasets.Image()))
     ds.info.description = json.dumps({"lmm_r1_load_report": report})
     return ds
 
 
-def _check_extra_columns(rows: list[dict], path: Path) -> None:
-    """Extra columns must keep one JSON type down the file (Arrow needs one), else name the first offender."""
-    kinds: dict[str, tuple[type, int]] = {}
-    for i, row in enumerate(rows):
-        for key, value in row.items():
-            if key in ("prompt", "images", "answer") or value is None:
-                continue
-            t = type(value)
-            if key not in kinds:
-                kinds[key] = (t, i)
-            elif kinds[key][0] is not t and {kinds[key][0], t} != {int, float}:
-                raise DataFormatError(f"{path}: field '{key}' changes type from {kinds[key][0].__name__} "
-                                      f"to {t.__name__} (record {i + 1} of the valid ones)", "column")
+def _check_column_types(row: dict, types: dict[str, type], where: str) -> None:
+    """An extra column keeps one JSON type down the file (Arrow stores one); ints may widen to floats."""
+    for key, value in row.items():
+        if key in ("prompt", "images", "answer") or value is None:
+            continue
+        have = types.setdefault(key, type(value))
+        if have is not type(value) and {have, type(value)} != {int, float}:
+            raise DataFormatError(f"{where}: field '{key}' is {type(value).__name__}, but earlier records hold "
+                                  f"{have.__name__}", "column")
 
 
 def load_report(dataset) -> dict[str, Any] | None:

@@ -457,7 +457,7 @@ def register_cli(subparsers) -> None:
     p.add_argument("--n", type=int, default=None, help="rows per set (tasks: generated; hub: seeded subset)")
     p.add_argument("--seed", type=int, default=0, help="held-out rows / subset seed")
     p.add_argument("--no-system-prompt", action="store_true", help="the baseline's setting (PAPER.md §7)")
-    p.add_argument("--max-new-tokens", type=int, default=4096)
+    p.add_argument("--max-new-tokens", type=int, default=4096, help="PAPER.md §7: 4096")
     p.add_argument("--batch-size", type=int, default=8, help="transformers backend only")
     p.add_argument("--backend", choices=("transformers", "vllm"), default="transformers")
     p.add_argument("--min-pixels", type=int, default=None)

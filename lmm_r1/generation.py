@@ -106,7 +106,7 @@ def generate(model, processor, prompts: Sequence[Messages], images: Sequence[Seq
     decoded new tokens without special tokens (as TRL decodes completions), one string per prompt; an empty
     string when the model stops at once.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # not tqdm.auto: no ipywidgets warning in notebook kernels
 
     if max_new_tokens < 1 or batch_size < 1:
         raise ValueError(f"max_new_tokens and batch_size must be >= 1, got {max_new_tokens} and {batch_size}")

@@ -20,8 +20,9 @@ library cannot corrupt the stream. A worker dies with its parent even mid-item (
 elsewhere a watchdog thread), so a killed trainer leaves no orphan spinning on a hanging answer.
 
 Throughput: each worker has a few small items queued so it never waits for the parent; a worker keeps to the
-items of one gold answer (a GRPO group), whose parse it caches, and keeps 16k LaTeX parses instead of
-math-verify's 20. ``benchmarks/bench_rewards.py`` compares this with plain serial math-verify.
+items of one gold answer (a GRPO group) and caches the gold's parse, the verdict per (gold, parsed answer) and
+16k LaTeX parses instead of math-verify's 20. ``benchmarks/bench_rewards.py`` compares this with plain serial
+math-verify.
 
 Extraction follows LMM-R1 (PAPER.md §4): the gold, wrapped as ``$gold$`` unless it starts with ``$``, is parsed
 with math-verify's default LaTeX extractor; the **whole** prediction is parsed with the LaTeX extractor,

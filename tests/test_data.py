@@ -128,6 +128,8 @@ def _bad_cases(tmp_path):
         # an image item without a path
         (_line(_user({"type": "image"}, _text("q"))), "image",
          r"field 'message\[0\]\.content\[0\]' is an image item without a path"),
+        # a column that would overwrite the loader's own prompt column
+        (_line(_user(_text("q")), prompt="mine"), "column", "field 'prompt' would overwrite"),
         # sanity: a good record between bad ones (never reported)
         (_line(_user(_img(str(good)), _text("q"))), None, None),
     ]
@@ -152,11 +154,22 @@ def test_skip_mode_counts_prints_and_records_every_skip(tmp_path, capsys):
     ds = data.load_message_jsonl(jsonl, on_error="skip")
     assert len(ds) == 1  # only the good record
     report = data.load_report(ds)
-    # 1 json, 2 message, 1 answer, 3 image (hand-counted from the table above)
-    assert report["skipped"] == 7 and report["rows"] == 1
-    assert report["skipped_by_kind"] == {"json": 1, "message": 2, "answer": 1, "image": 3}
+    # 1 json, 2 message, 1 answer, 3 image, 1 column (hand-counted from the table above)
+    assert report["skipped"] == 8 and report["rows"] == 1
+    assert report["skipped_by_kind"] == {"json": 1, "message": 2, "answer": 1, "image": 3, "column": 1}
     assert report["skipped_examples"][0].startswith(f"{jsonl}:1: ")
-    assert "skipped 7 of 8 records" in capsys.readouterr().out
+    assert "skipped 8 of 9 records" in capsys.readouterr().out
+
+
+def test_an_extra_column_that_changes_type_is_named(tmp_path):
+    jsonl = tmp_path / "d.jsonl"
+    jsonl.write_text(_line(_user(_text("q")), source="geoqa") + "\n" + _line(_user(_text("q")), source=[1]) + "\n"
+                     + _line(_user(_text("q")), level=3) + "\n")
+    with pytest.raises(data.DataFormatError, match=rf"{jsonl}:2: field 'source' is list, but earlier records hold str"):
+        data.load_message_jsonl(jsonl)
+    # skipping it keeps the others; a column only some records have is None elsewhere
+    ds = data.load_message_jsonl(jsonl, on_error="skip")
+    assert ds["source"] == ["geoqa", None] and ds["level"] == [None, 3]
 
 
 def test_a_file_with_no_valid_record_is_an_error(tmp_path):

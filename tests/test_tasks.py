@@ -113,11 +113,11 @@ def test_render_uses_the_paper_colours():
 # ---- the other generators' answers, by hand ----
 
 @pytest.mark.parametrize("expr,value,worked", [
-    ("3 + 4 * 2", 11, "4 * 2 = 8, 3 + 8 = 11"),  # product first
-    ("9 - 3 * 2", 3, "3 * 2 = 6, 9 - 6 = 3"),
-    ("2 * 3 * 4", 24, "2 * 3 = 6, 6 * 4 = 24"),  # left to right
-    ("5 - 7", -2, "5 - 7 = -2"),  # negative answers exist
-    ("8 - 2 + 1", 7, "8 - 2 = 6, 6 + 1 = 7"),  # left to right, not 8 - 3
+    ("3 + 4 * 2", 11, "3 + 4 * 2 = 3 + 8 = 11"),  # product first
+    ("9 - 3 * 2", 3, "9 - 3 * 2 = 9 - 6 = 3"),
+    ("2 * 3 * 4", 24, "2 * 3 * 4 = 6 * 4 = 24"),  # left to right
+    ("5 - 7 + 1", -1, "5 - 7 + 1 = -2 + 1 = -1"),  # negative intermediate results
+    ("8 - 2 + 1", 7, "8 - 2 + 1 = 6 + 1 = 7"),  # left to right, not 8 - 3
 ])
 def test_arith_evaluates_with_precedence(expr, value, worked):
     assert arith._evaluate(expr) == value
@@ -134,6 +134,21 @@ def test_arith_evaluates_with_precedence(expr, value, worked):
 ])
 def test_geometry_answers(fig, answer):
     assert geometry.solve(fig)[0] == answer
+
+
+def test_geometry_drawings_vary_but_problems_stay_in_their_split():
+    def problem(row):  # the numbers and the shape: what the answer depends on
+        f = row["figure"]
+        return (f["kind"], f["shape"], f["a"], f["b"], f["c"])
+
+    train = geometry.make_dataset("train", 60, seed=0)
+    test = geometry.make_dataset("test", 30, seed=0)
+    assert not {problem(r) for r in train} & {problem(r) for r in test}
+    # a problem drawn twice (mirrored, rotated or recoloured) is two rows of the same split
+    a = {"kind": "area", "shape": "triangle", "a": 6, "b": 3, "c": None}
+    plain = geometry.render({**a, "style": {"mirror": False, "rotation": 0, "fill": 0}})
+    turned = geometry.render({**a, "style": {"mirror": True, "rotation": 1, "fill": 2}})
+    assert plain.tobytes() != turned.tobytes()
 
 
 def test_percept_image_shows_the_grid():
@@ -201,7 +216,7 @@ def test_train_and_test_never_share_a_problem(name):
 
 
 def test_a_split_that_runs_out_of_problems_says_so():
-    # arith has ~9,300 expressions, ~20% of them held out: 5,000 distinct test problems do not exist
+    # arith has 9,000 expressions (10^3 operand triples x 9 operator pairs), ~20% held out: 5,000 test ones do not
     with pytest.raises(ValueError, match="problem space is too small"):
         arith.make_dataset("test", 5000, seed=0)
 

@@ -1,7 +1,7 @@
 """Arithmetic: the text-only math task of the tiny profile's FRE stage (stands in for DeepScaleR-40K).
 
-Expressions of two or three single-digit operands with ``+``, ``-`` and ``*`` (usual precedence), integer
-answers from -81 to 729 (mostly between -10 and 50). The gold answer is written ``$n$`` as in the paper's
+Expressions of three single-digit operands with ``+``, ``-`` and ``*`` (usual precedence), integer answers
+from -81 to 729 (mostly between -10 and 50). The gold answer is written ``$n$`` as in the paper's
 data, so the real math-verify accuracy reward scores it. Card: ``data_cards/arith.md``.
 
     from lmm_r1.tasks import arith
@@ -27,18 +27,18 @@ NAME = "arith"
 MODALITY = "text"
 REWARD = "math"
 
-# Generator parameters: single digits and at most two operators keep the task within a tiny model's reach
-# (it learns some of the times table and carries in a short warm start, not all of them).
-MAX_OPERAND = 9
+# Generator parameters: three single-digit operands and two operators keep the task within a tiny model's reach
+# (it learns some of the times table in a short warm start, not all of it). Every expression has the same token
+# length, so the question's digits sit at fixed offsets from the answer's: a tiny model learns to copy them there.
+MIN_OPERAND, MAX_OPERAND = 0, 9
 OPERATORS = ("+", "-", "*")
-THREE_OPERAND_SHARE = 0.5
+N_OPERANDS = 3
 
 
 def _draw(rng: random.Random) -> tuple[str, tuple[str, int]]:
-    k = 3 if rng.random() < THREE_OPERAND_SHARE else 2
-    nums = [rng.randint(0, MAX_OPERAND) for _ in range(k)]
-    ops = [rng.choice(OPERATORS) for _ in range(k - 1)]
-    expr = " ".join(x for pair in zip(map(str, nums), ops + [""]) for x in pair).strip()
+    nums = [str(rng.randint(MIN_OPERAND, MAX_OPERAND)) for _ in range(N_OPERANDS)]
+    ops = [rng.choice(OPERATORS) for _ in range(N_OPERANDS - 1)]
+    expr = " ".join(x for pair in zip(nums, ops + [""]) for x in pair).strip()
     return expr, (expr, _evaluate(expr))
 
 
@@ -56,16 +56,18 @@ def _evaluate(expr: str) -> int:
 
 
 def steps(expr: str) -> str:
-    """Worked steps, products first (``"3 + 4 * 2"`` -> ``"4 * 2 = 8, 3 + 8 = 11"``): the warm start's thinking."""
+    """The expression rewritten one operation at a time, products first: the warm start's thinking.
+
+    ``"3 + 4 * 2"`` -> ``"3 + 4 * 2 = 3 + 8 = 11"``. Restating the expression first is a copy at a fixed offset,
+    which a tiny model learns quickly; each rewrite then changes one operation.
+    """
     tokens = expr.split()
-    out = []
+    chain = [expr]
     while len(tokens) > 1:
         i = tokens.index("*") if "*" in tokens else 1
-        a, op, b = tokens[i - 1], tokens[i], tokens[i + 1]
-        value = _evaluate(f"{a} {op} {b}")
-        out.append(f"{a} {op} {b} = {value}")
-        tokens[i - 1:i + 2] = [str(value)]
-    return ", ".join(out) if out else f"{expr} = {expr}"
+        tokens[i - 1:i + 2] = [str(_evaluate(" ".join(tokens[i - 1:i + 2])))]
+        chain.append(" ".join(tokens))
+    return " = ".join(chain)
 
 
 def make_dataset(split: str, n: int, seed: int = 0, system_prompt: str = "r1"):
@@ -85,4 +87,4 @@ def perfect_completion(row: dict) -> str:
 
 
 def tokenizer_corpus() -> list[str]:
-    return [prompts.ARITH_USER.format(expression="3 + 4 * 2"), "4 * 2 = 8, 3 + 8 = 11.", "$-12$", "$0$"]
+    return [prompts.ARITH_USER.format(expression="3 + 4 * 2"), "3 + 4 * 2 = 3 + 8 = 11.", "$-12$", "$0$"]

@@ -37,21 +37,25 @@ def rng_for(task: str, split: str, seed: int) -> random.Random:
     return random.Random(f"{task}/{split}/{seed}")
 
 
-def draw_unique(task: str, split: str, n: int, seed: int, draw: Callable[[random.Random], tuple[str, object]],
+def draw_unique(task: str, split: str, n: int, seed: int, draw: Callable[[random.Random], tuple[object, object]],
                 max_misses: int = 5000) -> list[object]:
-    """Draw ``n`` distinct problems of ``split``. ``draw(rng) -> (key, problem)``; ``key`` is canonical.
+    """Draw ``n`` distinct rows of ``split``. ``draw(rng) -> (key, problem)``.
 
-    A draw misses when its problem belongs to the other split or was drawn already; ``max_misses`` misses in a
-    row mean the split's problem space is (nearly) used up, which is an error rather than an endless loop.
+    ``key`` is the problem's canonical string, or a pair ``(problem key, variant)`` when one problem is shown in
+    several ways (e.g. a diagram drawn mirrored): the problem key alone decides the split, so every variant of a
+    problem lands in the same split; rows are distinct by the whole key. A draw misses when it belongs to the
+    other split or was drawn already; ``max_misses`` misses in a row mean the split is (nearly) used up, which
+    is an error rather than an endless loop.
     """
     check_split(split, n)
     rng = rng_for(task, split, seed)
-    seen: set[str] = set()
+    seen: set = set()
     out = []
     misses = 0
     while len(out) < n:
         key, problem = draw(rng)
-        if key in seen or split_of(task, key) != split:
+        problem_key = key[0] if isinstance(key, tuple) else key
+        if key in seen or split_of(task, problem_key) != split:
             misses += 1
             if misses > max_misses:
                 raise ValueError(f"task {task!r}: found only {len(out)} distinct {split} problems of the {n} asked "

@@ -34,19 +34,22 @@ MODALITY = "image"
 REWARD = "math"
 
 IMAGE_SIZE = 112  # px: 16 image tokens for the tiny processor
-MAX_SIDE = 15  # sides 2..15: products stay below 226, within reach of a tiny model's memory
+MAX_SIDE = 9  # sides 2..9: single digits (one token each) and the times table a tiny model can partly learn
 SHAPES = ("rectangle", "parallelogram", "triangle")
-MIN_ANGLE = 20  # every angle of an angle question is a whole number of degrees >= 20
+ANGLES = range(20, 100, 10)  # given angles: 20..90 degrees in steps of 10, the third at least 20
 QUESTIONS = ("area", "height", "perimeter", "angle")  # area and height need the image: the shape decides
+# Each problem is drawn in one of 32 ways (mirrored or not, 4 rotations, 4 fill colours): more distinct rows than
+# the ~680 problems, always in the problem's split.
+FILLS = ((0.75, 0.85, 1.0), (1.0, 0.85, 0.7), (0.8, 0.95, 0.8), (0.9, 0.85, 1.0))
 
 
-def _draw(rng: random.Random) -> tuple[str, dict]:
+def _draw(rng: random.Random) -> tuple[tuple[str, str], dict]:
     kind = rng.choice(QUESTIONS)
     c = None
-    if kind == "angle":  # all three angles at least MIN_ANGLE
+    if kind == "angle":
         shape = "triangle"
-        a = rng.randint(MIN_ANGLE, 180 - 2 * MIN_ANGLE)
-        b = rng.randint(MIN_ANGLE, 180 - MIN_ANGLE - a)
+        a = rng.choice(ANGLES)
+        b = rng.choice([x for x in ANGLES if a + x <= 160])
     elif kind == "perimeter":  # a rectangle (two sides given) or a triangle (three sides given)
         shape = rng.choice(("rectangle", "triangle"))
         a, b = rng.randint(2, MAX_SIDE), rng.randint(2, MAX_SIDE)
@@ -57,8 +60,9 @@ def _draw(rng: random.Random) -> tuple[str, dict]:
         a, b = rng.randint(2, MAX_SIDE), rng.randint(2, MAX_SIDE)
         if shape == "triangle" and a * b % 2:
             a += 1 if a < MAX_SIDE else -1  # even product: the area stays an integer
-    fig = {"kind": kind, "shape": shape, "a": a, "b": b, "c": c}
-    return f"{kind}|{shape}|{a}|{b}|{c}", fig
+    style = {"mirror": rng.random() < 0.5, "rotation": rng.randrange(4), "fill": rng.randrange(len(FILLS))}
+    fig = {"kind": kind, "shape": shape, "a": a, "b": b, "c": c, "style": style}
+    return (f"{kind}|{shape}|{a}|{b}|{c}", f"{style}"), fig
 
 
 def solve(fig: dict) -> tuple[int, str]:
@@ -120,35 +124,52 @@ def render(fig: dict):
     from matplotlib.patches import Polygon
     from PIL import Image
 
+    pts = _vertices(fig)
+    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+    span = max(max(xs) - min(xs), max(ys) - min(ys))
+    # labels as (anchor point, text), placed in the figure's own frame before the style's mirror and rotation
+    labels = []
+    if fig["kind"] == "angle":  # each label inside the triangle, near its vertex
+        gx, gy = sum(xs) / 3, sum(ys) / 3
+        for (x, y), text in zip(pts, (f"{fig['a']}°", f"{fig['b']}°", "?")):
+            labels.append(((x + 0.4 * (gx - x), y + 0.4 * (gy - y)), text))
+    elif fig["c"] is not None:  # side labels just outside each side's midpoint
+        gx, gy = sum(xs) / 3, sum(ys) / 3
+        for (p, q), text in zip(((pts[0], pts[1]), (pts[1], pts[2]), (pts[2], pts[0])),
+                                (fig["a"], fig["b"], fig["c"])):
+            mx, my = (p[0] + q[0]) / 2, (p[1] + q[1]) / 2
+            labels.append(((mx + 0.35 * (mx - gx), my + 0.35 * (my - gy)), str(text)))
+    else:
+        labels.append(((fig["a"] / 2, min(ys) - 0.1 * span), str(fig["a"])))
+        labels.append(((min(xs) - 0.1 * span, fig["b"] / 2), "?" if fig["kind"] == "height" else str(fig["b"])))
+    dashed = [(pts[-1][0], 0), (pts[-1][0], fig["b"])] if fig["c"] is None and fig["kind"] != "angle" \
+        and fig["shape"] != "rectangle" else []  # the height, where it is not a side
+
+    style = fig.get("style") or {"mirror": False, "rotation": 0, "fill": 0}
+    cx, cy = (max(xs) + min(xs)) / 2, (max(ys) + min(ys)) / 2
+
+    def place(p):  # mirror, then rotate by quarter turns about the figure's centre
+        x, y = p[0] - cx, p[1] - cy
+        if style["mirror"]:
+            x = -x
+        for _ in range(style["rotation"]):
+            x, y = -y, x
+        return x, y
+
     f = Figure(figsize=(IMAGE_SIZE / 100, IMAGE_SIZE / 100), dpi=100)
     FigureCanvasAgg(f)
     ax = f.add_axes((0.0, 0.0, 1.0, 1.0))
-    pts = _vertices(fig)
-    ax.add_patch(Polygon(pts, closed=True, facecolor=(0.75, 0.85, 1.0), edgecolor="black", linewidth=1.2))
-    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
-    # square limits on square axes: equal aspect holds without matplotlib adjusting anything; 20% margin for labels
-    span = max(max(xs) - min(xs), max(ys) - min(ys))
-    cx, cy = (max(xs) + min(xs)) / 2, (max(ys) + min(ys)) / 2
-    ax.set_xlim(cx - 0.65 * span, cx + 0.65 * span)
-    ax.set_ylim(cy - 0.65 * span, cy + 0.65 * span)
+    ax.add_patch(Polygon([place(p) for p in pts], closed=True, facecolor=FILLS[style["fill"]],
+                         edgecolor="black", linewidth=1.2))
+    if dashed:
+        (x0, y0), (x1, y1) = place(dashed[0]), place(dashed[1])
+        ax.plot([x0, x1], [y0, y1], linestyle="--", color="black", linewidth=0.8)
+    for anchor, text in labels:
+        ax.text(*place(anchor), text, fontsize=7, ha="center", va="center")
+    # square limits on square axes: equal aspect holds without matplotlib adjusting anything; margin for labels
+    ax.set_xlim(-0.65 * span, 0.65 * span)
+    ax.set_ylim(-0.65 * span, 0.65 * span)
     ax.axis("off")
-    style = dict(fontsize=7, ha="center", va="center")
-    if fig["kind"] == "angle":  # each label inside the triangle, near its vertex
-        gx, gy = sum(xs) / 3, sum(ys) / 3
-        for (x, y), label in zip(pts, (f"{fig['a']}°", f"{fig['b']}°", "?")):
-            ax.text(x + 0.4 * (gx - x), y + 0.4 * (gy - y), label, **style)
-    elif fig["c"] is not None:  # side labels just outside each side's midpoint
-        gx, gy = sum(xs) / 3, sum(ys) / 3
-        for (p, q), label in zip(((pts[0], pts[1]), (pts[1], pts[2]), (pts[2], pts[0])),
-                                 (fig["a"], fig["b"], fig["c"])):
-            mx, my = (p[0] + q[0]) / 2, (p[1] + q[1]) / 2
-            ax.text(mx + 0.35 * (mx - gx), my + 0.35 * (my - gy), str(label), **style)
-    else:
-        ax.text(fig["a"] / 2, min(ys) - 0.1 * span, str(fig["a"]), **style)
-        if fig["shape"] != "rectangle":  # the height is drawn where it is not a side
-            ax.plot([pts[-1][0]] * 2, [0, fig["b"]], linestyle="--", color="black", linewidth=0.8)
-        height = "?" if fig["kind"] == "height" else str(fig["b"])
-        ax.text(min(xs) - 0.1 * span, fig["b"] / 2, height, **style)
     buf = io.BytesIO()
     f.savefig(buf, format="png", dpi=100)
     return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
@@ -179,5 +200,5 @@ def tokenizer_corpus() -> list[str]:
             {"kind": "height", "shape": "parallelogram", "a": 4, "b": 5, "c": None},
             {"kind": "perimeter", "shape": "rectangle", "a": 2, "b": 7, "c": None},
             {"kind": "perimeter", "shape": "triangle", "a": 5, "b": 7, "c": 9},
-            {"kind": "angle", "shape": "triangle", "a": 40, "b": 65, "c": None}]
+            {"kind": "angle", "shape": "triangle", "a": 40, "b": 60, "c": None}]
     return [question(f) for f in figs] + [solve(f)[1] for f in figs]
