@@ -31,6 +31,7 @@ test-slow: venv
 bench: venv
 	$(PY) benchmarks/bench_rewards.py
 	$(PY) benchmarks/bench_grpo_step.py
+	$(PY) benchmarks/bench_generation.py
 
 clean:
 	rm -rf $(VENV) results/tiny
