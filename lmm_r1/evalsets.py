@@ -254,16 +254,7 @@ def _olympiadbench(row, sys_text) -> dict | None:
         return None  # theorem proving: no gold to compare with
     multiple = bool(row.get("is_multiple_answer"))
     kind = row.get("answer_type") or "a value"
-    # The prompt of lmms-eval's olympiadbench_doc_to_text (what the paper's numbers were measured with).
-    question = (f"The following is a question from an International {row.get('subfield', 'Math')} competition.\n"
-                f"{row['question']}\n"
-                + (f"The question has multiple answers, each of them should be {kind}.\n" if multiple else
-                   f"The answer of the question should be {kind}.\n")
-                + "Please calculate the answer according to the given requirements and the information provided. "
-                  "Please use LaTeX format to represent the variables and formulas used in the solution process "
-                  "and results. Please end your solution with "
-                + ("So the final answer is \\boxed{multiple answers connected with commas}.\n" if multiple else
-                   '"So the final answer is \\boxed{answer}."\n'))
+    question = prompts.olympiadbench_user(row["question"], row.get("subfield", "Math"), kind, multiple)
     final = row.get("final_answer") or [""]
     return dict(id=str(row["question_id"]), question=question, image_values=list(row.get("images") or []),
                 group=row.get("subfield"), scoring="math", answer=str(final[0]))
@@ -294,9 +285,8 @@ def _gpqa(row, sys_text) -> dict:
     random.Random(str(row["Record ID"])).shuffle(order)  # stable per question, independent of row order
     shuffled = [options[i] for i in order]
     gold = LETTERS[order.index(0)]
-    question = (f"Answer the following multiple choice question. The last line of your response should be the "
-                f"letter of the correct option.\n\n{row['Question'].strip()}\n\n"
-                + "\n".join(f"{k}) {v}" for k, v in zip(LETTERS, shuffled)))
+    question = prompts.GPQA_USER.format(question=row["Question"].strip(),
+                                        options="\n".join(f"{k}) {v}" for k, v in zip(LETTERS, shuffled)))
     return dict(id=str(row["Record ID"]), question=question, image_values=[], group=row.get("High-level domain"),
                 scoring="choice", answer=gold, choices=dict(zip(LETTERS, shuffled)))
 

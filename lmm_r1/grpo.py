@@ -39,10 +39,13 @@ Where this departs from the paper and the released scripts:
   clip only acts when a rollout is split over several updates.
 
 On GPUs, rollouts run in vLLM colocated with training (``vllm_mode="colocate"``, PAPER.md §2); the server mode
-runs generation on GPUs of its own:
+runs generation on GPUs of its own (here 4 + 4: the number of training processes must divide the completions
+of one update, 2048 = 128 prompts x 16, by processes x micro_batch_size; TRL pushes the policy's weights to the
+server before every rollout, so the server starts from the same folder the stage starts from):
 
-    CUDA_VISIBLE_DEVICES=7 trl vllm-serve --model <model or init_from folder> --gpu_memory_utilization 0.9
-    CUDA_VISIBLE_DEVICES=0,1,2,3,4,5,6 accelerate launch --config_file configs/zero3_8gpu.yaml --num_processes 7 \
+    CUDA_VISIBLE_DEVICES=4,5,6,7 trl vllm-serve --model Qwen/Qwen2.5-VL-3B-Instruct --data_parallel_size 4 \
+        --max_model_len 12288 --gpu_memory_utilization 0.9
+    CUDA_VISIBLE_DEVICES=0,1,2,3 accelerate launch --config_file configs/zero3_8gpu.yaml --num_processes 4 \
         -m lmm_r1.cli train --stage fre_text --preset paper --set vllm_mode=server
 
 On a machine without CUDA, training runs in float32 with transformers' ``generate`` (the tiny presets); a
@@ -565,19 +568,41 @@ def launch(cfg: StageConfig, *, accelerate_config: str | Path, results_dir: str 
     return json.loads((run_dir(profile, cfg.run_name, results_dir) / "metrics.json").read_text())
 
 
+@dataclass
+class HeldOut:
+    """A model's held-out results: ``metrics`` and the greedy ``records`` (scored completions) per set."""
+
+    metrics: dict[str, float]
+    records: dict[str, list]
+
+
 def heldout(model: str | Path, benchmarks: list[str], *, name: str, profile: str,
             results_dir: str | Path | None = None, n: int | None = None, max_new_tokens: int = 64,
             batch_size: int = 64, min_pixels: int | None = None, max_pixels: int | None = None,
-            backend: str = "transformers"):
-    """Greedy held-out evaluation of one model for notebooks 02/03 (``lmm_r1.evaluate``, with the R1 system
-    prompt for every model so that before and after see the same prompt). Returns the EvalRun: ``.metrics``
-    holds ``eval/<set>/accuracy``, ``eval/<set>/format``, ``eval/<set>/completion_tokens``; ``.records`` the
-    scored completions. ``backend="vllm"`` generates with vLLM (GPU servers)."""
+            backend: str = "transformers", sample_temperature: float | None = 1.0) -> HeldOut:
+    """Held-out evaluation of one model for notebooks 02/03, through ``lmm_r1.evaluate`` with the R1 system
+    prompt for every model (before and after see the same prompt).
+
+    ``eval/<set>/accuracy``, ``/format``, ``/completion_tokens``: greedy decoding, the paper's protocol.
+    ``eval/<set>/sampled_accuracy``, ``/sampled_format``: one completion per problem sampled at
+    ``sample_temperature`` (the rollouts' 1.0), seeded: the policy RL actually optimises. None skips them.
+    """
+    import torch
+
     from lmm_r1.evaluate import evaluate
 
-    return evaluate(model, benchmarks, name=name, profile=profile, root=results_dir, n=n, seed=0,
-                    max_new_tokens=max_new_tokens, batch_size=batch_size, min_pixels=min_pixels,
-                    max_pixels=max_pixels, backend=backend, progress=False, record=False)
+    kw = dict(profile=profile, root=results_dir, n=n, seed=0, max_new_tokens=max_new_tokens,
+              batch_size=batch_size, min_pixels=min_pixels, max_pixels=max_pixels, backend=backend,
+              progress=False, record=False)
+    greedy = evaluate(model, benchmarks, name=name, **kw)
+    metrics = dict(greedy.metrics)
+    if sample_temperature is not None:
+        torch.manual_seed(0)
+        sampled = evaluate(model, benchmarks, name=f"{name}_sampled", temperature=sample_temperature, **kw)
+        for b in benchmarks:
+            for m in ("accuracy", "format"):
+                metrics[f"eval/{b}/sampled_{m}"] = sampled.metrics[f"eval/{b}/{m}"]
+    return HeldOut(metrics=metrics, records=greedy.records)
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -23,26 +23,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-# The extractor's instructions (a short few-shot prompt in the style of the MathVista/MathVerse extractors).
-EXTRACT_PROMPT = """You are given a question and a model's response to it. Extract the model's final answer \
-and output it with no explanation: a number, a LaTeX expression, or an option letter for multiple-choice \
-questions. If the response gives no answer, output null.
-
-Question: What is the value of x if 2x + 3 = 11?
-Model response: Subtracting 3 gives 2x = 8, so x = 4.
-Extracted answer: 4
-
-Question: Which angle is largest? Choices: (A) 30 (B) 45 (C) 60 (D) 90
-Model response: <think> The right angle is the largest. </think><answer> $90$, option D </answer>
-Extracted answer: D
-
-Question: Find the area of the sector.
-Model response: I cannot determine the radius from the figure.
-Extracted answer: null
-
-Question: {question}
-Model response: {response}
-Extracted answer:"""
+from lmm_r1 import prompts
 
 
 class JudgeUnavailable(RuntimeError):
@@ -103,7 +84,8 @@ class Judge:
         """The final answer the judge reads in ``response`` ("" for "null")."""
         payload = {"model": self.model, "temperature": 0.0, "max_tokens": self.max_tokens,
                    "messages": [{"role": "user",
-                                 "content": EXTRACT_PROMPT.format(question=question, response=response)}]}
+                                 "content": prompts.JUDGE_EXTRACT_PROMPT.format(question=question,
+                                                                                response=response)}]}
         out = self._request("/chat/completions", payload)
         try:
             text = out["choices"][0]["message"]["content"] or ""

@@ -52,3 +52,42 @@ GEOMETRY_USER = {
     "perimeter_triangle": "The triangle has sides {a}, {b} and {c}. Find its perimeter.",
     "angle": "In the triangle, two angles are {a} and {b} degrees. Find the third angle in degrees.",
 }
+
+# Benchmark user turns (lmm_r1/evalsets.py). GPQA-Diamond: the simple-evals multiple-choice instruction.
+GPQA_USER = ("Answer the following multiple choice question. The last line of your response should be the letter "
+             "of the correct option.\n\n{question}\n\n{options}")
+
+
+def olympiadbench_user(question: str, subfield: str, kind: str, multiple: bool) -> str:
+    """OlympiadBench's user turn: lmms-eval's ``olympiadbench_doc_to_text``, what the paper's numbers used."""
+    return (f"The following is a question from an International {subfield} competition.\n{question}\n"
+            + (f"The question has multiple answers, each of them should be {kind}.\n" if multiple else
+               f"The answer of the question should be {kind}.\n")
+            + "Please calculate the answer according to the given requirements and the information provided. "
+              "Please use LaTeX format to represent the variables and formulas used in the solution process "
+              "and results. Please end your solution with "
+            + ("So the final answer is \\boxed{multiple answers connected with commas}.\n" if multiple else
+               '"So the final answer is \\boxed{answer}."\n'))
+
+
+# The optional LLM answer extractor (lmm_r1/judge.py): a short few-shot prompt in the style of the
+# MathVista/MathVerse extractors.
+JUDGE_EXTRACT_PROMPT = """You are given a question and a model's response to it. Extract the model's final answer \
+and output it with no explanation: a number, a LaTeX expression, or an option letter for multiple-choice \
+questions. If the response gives no answer, output null.
+
+Question: What is the value of x if 2x + 3 = 11?
+Model response: Subtracting 3 gives 2x = 8, so x = 4.
+Extracted answer: 4
+
+Question: Which angle is largest? Choices: (A) 30 (B) 45 (C) 60 (D) 90
+Model response: <think> The right angle is the largest. </think><answer> $90$, option D </answer>
+Extracted answer: D
+
+Question: Find the area of the sector.
+Model response: I cannot determine the radius from the figure.
+Extracted answer: null
+
+Question: {question}
+Model response: {response}
+Extracted answer:"""

@@ -193,7 +193,9 @@ class RewardProgress(ProgressCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         super().on_train_begin(args, state, control, **kwargs)
         if self.training_bar is not None:
-            self.training_bar.set_description(self.desc)
+            # redraw at most every 2 s: an executed notebook keeps every redraw of a text bar
+            self.training_bar.mininterval = 2.0
+            self.training_bar.set_description(self.desc, refresh=False)
             self.training_bar.update(state.global_step)  # a resumed run starts part-way
             self.current_step = state.global_step
 
@@ -202,7 +204,8 @@ class RewardProgress(ProgressCallback):
             return
         shown = {metric_name(k).removeprefix("train/reward/").removeprefix("train/"): v for k, v in logs.items()}
         keys = ("total", "accuracy", "format", "kl")
-        self.training_bar.set_postfix({k: f"{shown[k]:.3g}" for k in keys if isinstance(shown.get(k), float)})
+        self.training_bar.set_postfix({k: f"{shown[k]:.3g}" for k in keys if isinstance(shown.get(k), float)},
+                                      refresh=False)
 
 
 def _text(content: Any) -> str:

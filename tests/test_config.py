@@ -101,7 +101,7 @@ def test_every_field_has_a_docstring_and_every_preset_value_a_source():
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"num_generations": 3}, "num_generations (3) does not divide generation_batch_size (64)"),  # 64 % 3
+    ({"num_generations": 3}, "num_generations (3) does not divide generation_batch_size (128)"),  # 128 % 3
     ({"learnin_rate": 1e-3}, "did you mean 'learning_rate'"),             # a typo names the nearest key
     ({"learning_rate": "1e-6"}, "'learning_rate' must be float"),          # YAML reads 1e-6 as a string
     ({"num_generations": 8.0}, "'num_generations' must be int"),           # no silent float -> int

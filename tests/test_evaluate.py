@@ -149,7 +149,8 @@ def test_offline_sets_use_the_system_prompt_switch():
     ("results/tiny/fre_text_seed0/model", "no model at results/tiny/fre_text_seed0/model: .*notebooks 02"),
     ("./nowhere", "no model at ./nowhere"),
 ])
-def test_missing_checkpoint_is_a_clear_error(spec, message):
+def test_missing_checkpoint_is_a_clear_error(spec, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # relative to an empty folder: a demo's results/ in the checkout must not matter
     with pytest.raises(FileNotFoundError, match=message):
         resolve_model(spec)
 
