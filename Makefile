@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml
 demo: venv
 	$(VENV)/bin/lmm-r1 tiny-model
 	$(VENV)/bin/lmm-r1 run --profile tiny
+	@echo; cat results/tiny/replication.md  # the toy replication table (notebook 04)
 
 test: venv
 	$(PY) -m pytest
