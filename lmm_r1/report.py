@@ -142,11 +142,12 @@ def stage_and_seed(run_name: str) -> tuple[str, int | None]:
     return run_name, None
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    m = sum(values) / len(values)
-    # sample standard deviation over seeds (0 with one seed: no spread measured)
-    s = math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
-    return m, s
+def mean_sd(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value: no spread measured) of per-seed results."""
+    import statistics
+
+    values = [float(v) for v in values]
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def replication_table(scores: Iterable[dict], columns: Sequence[str], scale: float = 100.0) -> list[dict]:
@@ -173,7 +174,7 @@ def replication_table(scores: Iterable[dict], columns: Sequence[str], scale: flo
                 row[col] = ""
                 continue
             k = 1.0 if col.endswith("reward") or col.endswith("tokens") else scale
-            m, s = _mean_std([v * k for v in values])
+            m, s = mean_sd([v * k for v in values])
             digits = 2 if col.endswith("reward") else 1  # rewards are small numbers; accuracies in %
             row[col] = f"{m:.{digits}f} ± {s:.{digits}f}"
             row[f"{col}_mean"], row[f"{col}_std"] = m, s
@@ -192,7 +193,7 @@ def stage_means(scores: Iterable[dict], key: str = "value", scale: float = 100.0
     out = []
     for (stage, bench), values in cells.items():
         k = 1.0 if key != "value" or bench.endswith("reward") else scale
-        m, s = _mean_std([v * k for v in values])
+        m, s = mean_sd([v * k for v in values])
         out.append({"model": stage, "benchmark": bench, "value": m, "std": s, "seeds": len(values)})
     return out
 

@@ -26,6 +26,8 @@ from typing import Any, Iterable
 
 from transformers import ProgressCallback, TrainerCallback
 
+from lmm_r1.report import mean_sd
+
 METRICS_FILE = "metrics.jsonl"
 COMPLETIONS_FILE = "completions.jsonl"
 
@@ -289,14 +291,6 @@ def plot_curves(runs: dict[str, list[str | os.PathLike]], keys: list[str], *, ti
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
-
-
-def mean_sd(values: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for a single value) of per-seed results."""
-    import statistics
-
-    values = [float(v) for v in values]
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def seed_table(arms: dict[str, list[dict[str, float]]], keys: list[str]):

@@ -3,11 +3,12 @@
 A randomly initialised model never produces a correct answer, so RL on it could only teach the answer format.
 This step shows the tiny model ~8,000 prompts of the four offline tasks (``lmm_r1.tasks``; text and image rows
 mixed, half of them without a system prompt) with their perfect completions, for one epoch. It then starts RL
-with the format right and a partial held-out accuracy: better than always giving the most frequent training
-answer, far from solved. The accuracy per task is measured with greedy decoding (``lmm_r1.generation``) scored
-by the real rewards (``lmm_r1.rewards``) and written to ``warm_start.json`` in the model folder.
+with the format right and a partial held-out accuracy: above chance (guessing with the training answers'
+frequencies), far from solved. The accuracy per task is measured with greedy decoding (``lmm_r1.generation``),
+scored as ``lmm-r1 eval`` scores the task sets (``lmm_r1.evaluate.score``), and written to ``warm_start.json``
+in the model folder (``data_cards/tiny_model.md`` has the numbers and what they do not show).
 
-It runs as part of ``lmm-r1 tiny-model`` (``lmm_r1.models.build_tiny_model``), about two minutes on 2 CPU cores;
+It runs as part of ``lmm-r1 tiny-model`` (``lmm_r1.models.build_tiny_model``), about 100 s on 2 idle CPU cores;
 on its own:
 
     from lmm_r1.warmstart import warm_start
@@ -95,57 +96,40 @@ def baselines(task, train_answers: list[str], test, pairs: int = 20_000, seed: i
 
 def evaluate_tasks(model, processor, seed: int = 0, n: int = EVAL_ROWS, progress: bool = False,
                    train_answers: dict[str, list[str]] | None = None) -> dict:
-    """Held-out accuracy and format rate per task (greedy), scored by ``lmm_r1.rewards``.
+    """Held-out accuracy and format rate per task (greedy), scored as ``lmm-r1 eval`` scores the task sets
+    (``lmm_r1.evaluate.score``: math-verify accuracy, or the Sokoban solve rate and reward).
 
-    ``train_answers`` (per task) give the constant-answer baseline; without them, 4n train rows are drawn.
+    ``train_answers`` (per task) give the baselines; without them, 4n train rows are drawn.
     """
-    from lmm_r1 import rewards
+    from lmm_r1.evalsets import load_items
+    from lmm_r1.evaluate import score
     from lmm_r1.generation import generate
-    from lmm_r1.tasks import TASKS, sokoban
+    from lmm_r1.tasks import TASKS
+
+    def mean(values):
+        values = list(values)
+        return sum(values) / len(values)
 
     report = {}
     for name, task in TASKS.items():
-        test = task.make_dataset("test", n, seed=seed)
+        items, _ = load_items(name, n=n, seed=seed)  # the test split, with the system prompt the task trains with
         if train_answers and name in train_answers:
             golds = train_answers[name]
         else:
             golds = task.make_dataset("train", 4 * n, seed=seed)["answer"]
-        images = test["images"] if "images" in test.column_names else None
-        texts = generate(model, processor, test["prompt"], images, max_new_tokens=MAX_NEW_TOKENS,
-                         batch_size=32, progress=progress, desc=f"warm-start eval {name}")
-        if task.REWARD == "sokoban":
-            scores = rewards.sokoban_reward(texts, level=test["level"])
-            fmt = [_sokoban_format_ok(t) for t in texts]
-            acc = [_sokoban_solved(t, level) for t, level in zip(texts, test["level"])]
-            extra = {"mean_reward": sum(scores) / len(scores),
-                     "max_reward": sum(rewards.sokoban_reward([task.perfect_completion(r) for r in test],
-                                                              level=test["level"])) / len(test)}
-        else:
-            fmt = rewards.format_reward(texts)
-            acc = [a or 0.0 for a in rewards.accuracy_reward(texts, answer=test["answer"])]
-            extra = {}
-        report[name] = {
-            "accuracy": sum(acc) / len(acc),
-            "format": sum(fmt) / len(fmt),
-            **baselines(task, golds, test),
-            "n": len(test),
-            "sample": texts[0],
-            **extra,
-        }
+        texts = generate(model, processor, [it.prompt for it in items], [it.images for it in items],
+                         max_new_tokens=MAX_NEW_TOKENS, batch_size=32, progress=progress,
+                         desc=f"warm-start eval {name}")
+        records = score(name, items, texts)
+        test = {"answer": [it.answer for it in items], "level": [it.level for it in items]}
+        report[name] = {"accuracy": mean(r.correct for r in records), "format": mean(r.format_ok for r in records),
+                        **baselines(task, golds, test), "n": len(items), "sample": texts[0]}
+        if task.REWARD == "sokoban":  # the mean reward, and what the perfect answers would earn
+            perfect = score(name, items, [task.perfect_completion({"answer": it.answer, "level": it.level})
+                                          for it in items])
+            report[name].update(mean_reward=mean(r.reward for r in records),
+                                max_reward=mean(r.reward for r in perfect))
     return report
-
-
-def _sokoban_format_ok(text: str) -> bool:
-    from lmm_r1.tasks import sokoban
-
-    return sokoban.parse_actions(text) is not None
-
-
-def _sokoban_solved(text: str, level: str) -> float:
-    from lmm_r1.tasks import sokoban
-
-    moves = sokoban.parse_actions(text)
-    return float(bool(moves) and sokoban.solves(level, moves))
 
 
 def report_table(report: dict) -> str:
