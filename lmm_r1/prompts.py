@@ -38,7 +38,7 @@ SOKOBAN_USER = (
     "Solve this Sokoban level. Answer with the moves as a comma-separated sequence of Left, Right, Up and Down, "
     "with your reasoning in <think> </think> and the moves in <answer> </answer>."
 )
-ARITH_USER = "Compute {expression}."
+ARITH_USER = "Compute {expression} modulo {modulus}."
 PERCEPT_USER = {
     "count": "How many {color} squares are in the image?",
     "total": "How many squares are in the image?",

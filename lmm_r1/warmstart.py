@@ -1,15 +1,27 @@
 """The supervised warm start of the embedded tiny model: TRL's SFTTrainer on the offline tasks' gold answers.
 
 A randomly initialised model never produces a correct answer, so RL on it could only teach the answer format.
-This step shows the tiny model ~8,000 prompts of the four offline tasks (``lmm_r1.tasks``; text and image rows
-mixed, half of them without a system prompt) with their perfect completions, for one epoch. It then starts RL
-with the format right and a partial held-out accuracy: above chance (guessing with the training answers'
-frequencies), far from solved. The accuracy per task is measured with greedy decoding (``lmm_r1.generation``),
-scored as ``lmm-r1 eval`` scores the task sets (``lmm_r1.evaluate.score``), and written to ``warm_start.json``
-in the model folder (``data_cards/tiny_model.md`` has the numbers and what they do not show).
+The warm start makes the tiny model what the paper's base model is to LMM-R1: able to reason, unreliable about
+doing it and about the strict answer format. It runs in two phases, both TRL ``SFTTrainer``:
 
-It runs as part of ``lmm-r1 tiny-model`` (``lmm_r1.models.build_tiny_model``), about 100 s on 2 idle CPU cores;
-on its own:
+1. **Practice** (the pre-training stand-in): the FRE task's worked completions only (``arith``: one reduction
+   a step), without a system prompt, until the tiny model has learned the 98 facts the steps use.
+2. **The mixture** (the instruction-tuning stand-in): ~8,000 prompts of the four offline tasks
+   (``lmm_r1.tasks``; text and image rows mixed, half of them without a system prompt), one epoch. Two habits
+   of real base models are written into it: half of the ``arith`` rows answer **directly** (the expression
+   restated, no working; ``arith.direct_completion``), and a quarter of every math task's rows put a newline
+   between ``</think>`` and ``<answer>``, which the strict format reward rejects (PAPER.md §4).
+
+Every answer in the data is correct; only the working and the format vary. So the model starts RL with the format
+mostly right and a partial held-out accuracy: where it answers directly it is near chance, where it works the
+problem out it is mostly right. RL with the paper's rewards has two things to find, as in the paper: the strict
+format (whose reward "saturates early") and the habit of working the problem out (text RL "grows responses").
+The accuracy per task is measured with greedy decoding (``lmm_r1.generation``), scored as ``lmm-r1 eval``
+scores the task sets (``lmm_r1.evaluate.score``), and written to ``warm_start.json`` in the model folder
+(``data_cards/tiny_model.md`` has the numbers and what they do not show).
+
+It runs as part of ``lmm-r1 tiny-model`` (``lmm_r1.models.build_tiny_model``), about 5 minutes on 2 idle CPU
+cores; on its own:
 
     from lmm_r1.warmstart import warm_start
     report = warm_start("path/to/random/tiny/model", seed=0)   # trains in place, returns the report
@@ -18,6 +30,7 @@ on its own:
 from __future__ import annotations
 
 import json
+import random
 import tempfile
 import time
 from collections import Counter
@@ -25,47 +38,97 @@ from pathlib import Path
 
 REPORT_FILE = "warm_start.json"
 
-# Training rows per task: arithmetic gets the most (its times table is the slowest to be learned); all small
-# because the build must stay at about two minutes on 2 CPU cores (the CI builds it from scratch).
+# Phase 1, practice. Measured on arith alone (batch 16, lr 1e-3): held-out accuracy of the worked style stays near
+# chance for ~700 steps, then rises to 0.9 by ~1,900 steps; 750 steps at lr 3e-3, or batches of 32, stayed at
+# chance. Rows without a system prompt are ~5x shorter, so the phase costs ~3 minutes instead of ~10.
+PRACTICE_TASK = "arith"
+PRACTICE_ROWS = 15_000
+PRACTICE_EPOCHS = 2
+PRACTICE_LEARNING_RATE = 1e-3
+
+# Phase 2, the mixture. Training rows per task, all small because the build must stay within minutes on 2 CPU
+# cores (the CI builds it from scratch).
 TRAIN_ROWS = {"arith": 4000, "percept": 1300, "geometry": 1300, "sokoban": 1300}
 NO_SYSTEM_SHARE = 0.5  # rows trained without a system prompt (see training_rows)
+DIRECT_SHARE = {"arith": 0.5}  # rows of these tasks answered without working (the task's direct_completion)
+FORMAT_SLIP_SHARE = 0.25  # math rows with a newline between </think> and <answer> (fails the strict format)
+FORMAT_SLIP = "\n"
 EVAL_ROWS = 200  # held-out rows per task for the recorded accuracy: +-3.5% standard error at 10%
 EPOCHS = 1
 BATCH_SIZE = 16  # more, smaller steps: the copy circuits need steps more than they need rows per step
-LEARNING_RATE = 3e-3  # a 0.5M-parameter model from scratch tolerates (and needs) a large step
+# Phase 2's step, measured from the practised model: 3e-3 undid the practice (the worked style's sampled held-out
+# accuracy fell to 0.19), 1e-3 kept it (0.65) but taught the image tasks less (percept 0.155); 2e-3 kept it (0.69).
+LEARNING_RATE = 2e-3
 MAX_NEW_TOKENS = 64  # longest perfect completion is ~45 tokens
 
 
-def training_rows(seed: int = 0, rows: dict[str, int] | None = None, no_system_share: float = NO_SYSTEM_SHARE):
-    """The warm-start data: every task's train split with its perfect completion, shuffled, one dataset; and the
-    gold answers per task (for the constant-answer baseline).
+def _slip(completion: str) -> str:
+    """The base-model format slip: whitespace between ``</think>`` and ``<answer>`` (format reward 0)."""
+    return completion.replace("</think><answer>", f"</think>{FORMAT_SLIP}<answer>", 1)
+
+
+def _features(ds):
+    import datasets
+
+    return datasets.Features({"prompt": ds.features["prompt"],
+                              "completion": datasets.List({"role": datasets.Value("string"),
+                                                           "content": datasets.Value("string")}),
+                              "images": datasets.List(datasets.Image())})
+
+
+def practice_rows(seed: int = 0, n: int = PRACTICE_ROWS):
+    """Phase 1's data: ``n`` train rows of the FRE task with their worked completions and no system prompt."""
+    import datasets
+
+    from lmm_r1.tasks import TASKS
+
+    task = TASKS[PRACTICE_TASK]
+    ds = task.make_dataset("train", n, seed=seed, system_prompt="none")
+    columns = {"prompt": ds["prompt"],
+               "completion": [[{"role": "assistant", "content": task.perfect_completion(row)}] for row in ds],
+               "images": [[] for _ in range(len(ds))]}
+    return datasets.Dataset.from_dict(columns, features=_features(ds)).shuffle(seed=seed)
+
+
+def training_rows(seed: int = 0, rows: dict[str, int] | None = None, no_system_share: float = NO_SYSTEM_SHARE,
+                  direct_share: dict[str, float] | None = None, slip_share: float = FORMAT_SLIP_SHARE):
+    """Phase 2's data: every task's train split with its gold completion, shuffled, one dataset; the gold answers
+    per task (for the constant-answer baselines); and what each row got, per task (``styles``: counts of
+    ``worked``, ``direct`` and ``slipped`` rows).
 
     A share of each task's rows has no system prompt (the baseline's prompt): the model then answers in format
-    with or without it, and those rows are ~120 tokens shorter, so the same budget trains on more of them.
-    Text rows get an empty ``images`` list so that text and image rows share one schema (TRL's vision collator
-    takes a batch with no images at all, or one image list per row).
+    with or without it, and those rows are ~120 tokens shorter, so the same budget trains on more of them. In
+    ``direct_share`` of a task's rows the completion answers without working; in ``slip_share`` of every math
+    task's rows the format slips (exact counts, rows chosen at random, seeded). Text rows get an empty ``images``
+    list so that text and image rows share one schema (TRL's vision collator takes a batch with no images at
+    all, or one image list per row).
     """
     import datasets
 
     from lmm_r1.tasks import TASKS
 
-    parts, answers = [], {}
+    direct_share = DIRECT_SHARE if direct_share is None else direct_share
+    parts, answers, styles = [], {}, {}
     for name, n in (rows or TRAIN_ROWS).items():
         task = TASKS[name]
         ds = task.make_dataset("train", n, seed=seed)
         answers[name] = ds["answer"]
-        completions = [[{"role": "assistant", "content": task.perfect_completion(row)}] for row in ds]
+        rng = random.Random(f"warmstart/{name}/{seed}")
+        n_direct = int(round(n * direct_share.get(name, 0.0))) if hasattr(task, "direct_completion") else 0
+        n_slip = int(round(n * slip_share)) if task.REWARD == "math" else 0
+        direct, slipped = set(rng.sample(range(n), n_direct)), set(rng.sample(range(n), n_slip))
+        completions = []
+        for i, row in enumerate(ds):
+            text = task.direct_completion(row) if i in direct else task.perfect_completion(row)
+            completions.append([{"role": "assistant", "content": _slip(text) if i in slipped else text}])
+        styles[name] = {"worked": n - n_direct, "direct": n_direct, "slipped": n_slip}
         n_bare = int(round(n * no_system_share))
         prompts = [row[1:] if i < n_bare and row[0]["role"] == "system" else row
                    for i, row in enumerate(ds["prompt"])]
         columns = {"prompt": prompts, "completion": completions,
                    "images": ds["images"] if "images" in ds.column_names else [[] for _ in range(len(ds))]}
-        features = datasets.Features({"prompt": ds.features["prompt"],
-                                      "completion": datasets.List({"role": datasets.Value("string"),
-                                                                   "content": datasets.Value("string")}),
-                                      "images": datasets.List(datasets.Image())})
-        parts.append(datasets.Dataset.from_dict(columns, features=features))
-    return datasets.concatenate_datasets(parts).shuffle(seed=seed), answers
+        parts.append(datasets.Dataset.from_dict(columns, features=_features(ds)))
+    return datasets.concatenate_datasets(parts).shuffle(seed=seed), answers, styles
 
 
 def baselines(task, train_answers: list[str], test, pairs: int = 20_000, seed: int = 0) -> dict[str, float]:
@@ -142,12 +205,29 @@ def report_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _sft(model, processor, train, *, seed: int, epochs: int, learning_rate: float, progress: bool):
+    """One supervised phase with TRL's SFTTrainer; returns its TrainOutput."""
+    from trl import SFTConfig, SFTTrainer
+
+    with tempfile.TemporaryDirectory() as out:
+        args = SFTConfig(
+            output_dir=out, use_cpu=True, bf16=False, seed=seed, data_seed=seed,
+            num_train_epochs=epochs, per_device_train_batch_size=BATCH_SIZE, learning_rate=learning_rate,
+            lr_scheduler_type="cosine", warmup_steps=0.05, weight_decay=0.0, max_grad_norm=1.0,
+            gradient_checkpointing=False,  # nothing to save on a model this small; it only slows CPU steps
+            max_length=None,  # never truncate: it would cut image tokens (and the prompts are short)
+            report_to="none", save_strategy="no", logging_steps=25, disable_tqdm=not progress,
+            dataloader_num_workers=0,
+        )
+        return SFTTrainer(model=model, args=args, train_dataset=train, processing_class=processor).train()
+
+
 def warm_start(model_dir: str | Path, seed: int = 0, rows: dict[str, int] | None = None, epochs: int = EPOCHS,
-               eval_rows: int = EVAL_ROWS, progress: bool = False) -> dict:
-    """Fine-tune the model in ``model_dir`` in place on the tasks' gold answers; return (and save) the report."""
+               eval_rows: int = EVAL_ROWS, practice: int = PRACTICE_ROWS, progress: bool = False) -> dict:
+    """Fine-tune the model in ``model_dir`` in place, practice then mixture (``practice`` rows; 0 skips the
+    practice phase); return (and save) the report."""
     import torch
     from transformers import set_seed
-    from trl import SFTConfig, SFTTrainer
 
     from lmm_r1.models import load_model, load_processor, save_processor
 
@@ -156,26 +236,25 @@ def warm_start(model_dir: str | Path, seed: int = 0, rows: dict[str, int] | None
     set_seed(seed)
     model = load_model(model_dir, dtype=torch.float32)
     processor = load_processor(model_dir)
-    train, train_answers = training_rows(seed, rows)
-    data_s = time.perf_counter() - start
-    with tempfile.TemporaryDirectory() as out:
-        args = SFTConfig(
-            output_dir=out, use_cpu=True, bf16=False, seed=seed, data_seed=seed,
-            num_train_epochs=epochs, per_device_train_batch_size=BATCH_SIZE, learning_rate=LEARNING_RATE,
-            lr_scheduler_type="cosine", warmup_steps=0.05, weight_decay=0.0, max_grad_norm=1.0,
-            gradient_checkpointing=False,  # nothing to save on a model this small; it only slows CPU steps
-            max_length=None,  # never truncate: it would cut image tokens (and the prompts are short)
-            report_to="none", save_strategy="no", logging_steps=25, disable_tqdm=not progress,
-            dataloader_num_workers=0,
-        )
-        trainer = SFTTrainer(model=model, args=args, train_dataset=train, processing_class=processor)
-        result = trainer.train()
-    train_s = time.perf_counter() - start - data_s
+    practice_steps, practice_s = 0, 0.0
+    if practice:
+        result = _sft(model, processor, practice_rows(seed, practice), seed=seed, epochs=PRACTICE_EPOCHS,
+                      learning_rate=PRACTICE_LEARNING_RATE, progress=progress)
+        practice_steps, practice_s = result.global_step, time.perf_counter() - start
+    train, train_answers, styles = training_rows(seed, rows)
+    data_s = time.perf_counter() - start - practice_s
+    result = _sft(model, processor, train, seed=seed, epochs=epochs, learning_rate=LEARNING_RATE,
+                  progress=progress)
+    train_s = time.perf_counter() - start - practice_s - data_s
     model.save_pretrained(model_dir)
     save_processor(processor, model_dir)
     tasks = evaluate_tasks(model, processor, seed=seed, n=eval_rows, progress=progress, train_answers=train_answers)
     report = {
-        "seed": seed, "rows": dict(rows or TRAIN_ROWS), "epochs": epochs, "batch_size": BATCH_SIZE,
+        "seed": seed,
+        "practice": {"task": PRACTICE_TASK, "rows": practice, "epochs": PRACTICE_EPOCHS,
+                     "learning_rate": PRACTICE_LEARNING_RATE, "steps": practice_steps,
+                     "seconds": round(practice_s, 1)},
+        "rows": dict(rows or TRAIN_ROWS), "styles": styles, "epochs": epochs, "batch_size": BATCH_SIZE,
         "learning_rate": LEARNING_RATE, "steps": result.global_step, "final_train_loss": result.training_loss,
         "data_seconds": round(data_s, 1), "train_seconds": round(train_s, 1),
         "total_seconds": round(time.perf_counter() - start, 1),

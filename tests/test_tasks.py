@@ -113,15 +113,25 @@ def test_render_uses_the_paper_colours():
 # ---- the other generators' answers, by hand ----
 
 @pytest.mark.parametrize("expr,value,worked", [
-    ("3 + 4 * 2", 11, "3 + 4 * 2 = 3 + 8 = 11"),  # product first
-    ("9 - 3 * 2", 3, "9 - 3 * 2 = 9 - 6 = 3"),
-    ("2 * 3 * 4", 24, "2 * 3 * 4 = 6 * 4 = 24"),  # left to right
-    ("5 - 7 + 1", -1, "5 - 7 + 1 = -2 + 1 = -1"),  # negative intermediate results
-    ("8 - 2 + 1", 7, "8 - 2 + 1 = 6 + 1 = 7"),  # left to right, not 8 - 3
+    ("((3 + 4) * 2) + 1", 1, "3 + 4 ≡ 0. 0 * 2 ≡ 0. 0 + 1 ≡ 1"),  # 15 = 2 * 7 + 1; 7 ≡ 0 on the way
+    ("((6 * 6) + 0) * 3", 3, "6 * 6 ≡ 1. 1 + 0 ≡ 1. 1 * 3 ≡ 3"),  # 108 = 15 * 7 + 3; 36 = 5 * 7 + 1
+    ("((2 + 3) * 4) * 5", 2, "2 + 3 ≡ 5. 5 * 4 ≡ 6. 6 * 5 ≡ 2"),  # 100 = 14 * 7 + 2
+    ("((1 + 1) + 1) * 6", 4, "1 + 1 ≡ 2. 2 + 1 ≡ 3. 3 * 6 ≡ 4"),  # 18 = 2 * 7 + 4: left to right, not 1 + 6
+    ("((0 * 5) + 6) + 6", 5, "0 * 5 ≡ 0. 0 + 6 ≡ 6. 6 + 6 ≡ 5"),  # 12 = 7 + 5
 ])
-def test_arith_evaluates_with_precedence(expr, value, worked):
+def test_arith_evaluates_left_to_right_modulo_7(expr, value, worked):
     assert arith._evaluate(expr) == value
     assert arith.steps(expr) == worked
+    # the brackets make the usual precedence agree with left to right (checked with Python's own arithmetic)
+    assert eval(expr) % 7 == value  # noqa: S307 - a literal from this test
+
+
+def test_arith_expression_brackets_all_but_the_last_operation():
+    assert arith.expression([3, 4, 2, 1], ["+", "*", "+"]) == "((3 + 4) * 2) + 1"
+    row = {"prompt": [{"role": "user", "content": [{"type": "text", "text": "Compute ((3 + 4) * 2) + 1 modulo 7."}]}],
+           "answer": "$1$"}
+    assert arith.perfect_completion(row) == "<think> 3 + 4 ≡ 0. 0 * 2 ≡ 0. 0 + 1 ≡ 1. </think><answer> $1$ </answer>"
+    assert arith.direct_completion(row) == "<think> ((3 + 4) * 2) + 1. </think><answer> $1$ </answer>"
 
 
 @pytest.mark.parametrize("fig,answer", [
@@ -216,7 +226,7 @@ def test_train_and_test_never_share_a_problem(name):
 
 
 def test_a_split_that_runs_out_of_problems_says_so():
-    # arith has 9,000 expressions (10^3 operand triples x 9 operator pairs), ~20% held out: 5,000 test ones do not
+    # arith has 19,208 expressions (7^4 operand tuples x 2^3 operator triples), ~20% held out: 5,000 test ones do not
     with pytest.raises(ValueError, match="problem space is too small"):
         arith.make_dataset("test", 5000, seed=0)
 

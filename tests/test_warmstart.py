@@ -17,7 +17,7 @@ from lmm_r1.tasks import TASKS
 from lmm_r1.warmstart import REPORT_FILE, warm_start
 
 # A few rows per task and one epoch: enough to move every weight, small enough for seconds on 2 cores.
-SMALL = dict(rows={"arith": 16, "percept": 8, "geometry": 8, "sokoban": 8}, epochs=1, eval_rows=2)
+SMALL = dict(rows={"arith": 16, "percept": 8, "geometry": 8, "sokoban": 8}, epochs=1, eval_rows=2, practice=16)
 
 
 def _weights(folder):
@@ -38,14 +38,38 @@ def test_warm_start_trains_in_place_and_is_deterministic(random_tiny_model, tmp_
     # the report is returned and saved next to the weights, with every task scored
     assert json.loads((a / REPORT_FILE).read_text()) == json.loads(json.dumps(report))
     assert set(report["held_out"]) == set(TASKS) and report["steps"] == 3  # 40 rows / batch 16 -> 3 steps
+    assert report["practice"]["steps"] == 2  # 16 practice rows, 2 epochs of one batch
     assert (a / "processor_config.json").exists() and (a / "tokenizer.json").exists()
 
 
-@pytest.mark.parametrize("name", sorted(TASKS))
-def test_default_model_partly_solves_each_task(tiny_model, name):
+@pytest.mark.parametrize("name", sorted(n for n in TASKS if TASKS[n].REWARD == "math"))
+def test_default_model_partly_solves_each_math_task(tiny_model, name):
     report = json.loads((tiny_model / REPORT_FILE).read_text())["held_out"][name]
-    # partial: better than guessing with the training answers' frequencies, and not already solved
+    # partial: better than guessing with the training answers' frequencies, and not already solved. Sokoban is
+    # not asserted: the model does not see the image (data_cards/tiny_model.md), and its solve rate sits at the
+    # level of a common constant move list (0.06-0.11 across recipes, around chance, 0.095)
     assert report["chance"] < report["accuracy"] < 1.0, report
+
+
+def test_default_model_can_work_arith_out_but_answers_at_once(tiny_model):
+    """What FRE has to find: greedy, the warm-started model answers the held-out arith problems directly (near
+    the majority answer's 0.225); sampled, it works about half of them out, and those are mostly right."""
+    from lmm_r1.evalsets import load_items
+    from lmm_r1.evaluate import score
+    from lmm_r1.generation import generate
+    from lmm_r1.models import load_model_and_processor
+    from lmm_r1.tasks.arith import CONGRUENT
+
+    model, processor = load_model_and_processor(tiny_model)
+    items, _ = load_items("arith", n=100, seed=0)
+    torch.manual_seed(0)
+    texts = generate(model, processor, [it.prompt for it in items], max_new_tokens=64, batch_size=100,
+                     temperature=1.0)
+    records = score("arith", items, texts)
+    worked = [r.correct for r, t in zip(records, texts) if CONGRUENT in t.split("</think>")[0]]
+    direct = [r.correct for r, t in zip(records, texts) if CONGRUENT not in t.split("</think>")[0]]
+    assert 0.2 <= len(worked) / len(texts) <= 0.8, len(worked)  # measured 0.51 (200 rows)
+    assert sum(worked) / len(worked) >= sum(direct) / len(direct) + 0.3  # measured 0.69 vs 0.23
 
 
 @pytest.mark.parametrize("name", sorted(TASKS))
@@ -64,3 +88,39 @@ def test_baselines_by_hand():
     # Sokoban: "Right" solves the one-box corridor, "Left" never does; the majority answer is the first seen
     got = baselines(sokoban, ["Right", "Left"], {"level": ["#####\n#@$.#\n#####"]}, pairs=4000)
     assert got["majority"] == 1.0 and got["chance"] == pytest.approx(0.5, abs=0.05)
+
+
+def test_mixture_writes_the_stated_styles_and_slips():
+    """Phase 2's data: exact counts of direct and slipped rows, and what each earns under the paper's reward."""
+    from lmm_r1 import rewards
+    from lmm_r1.warmstart import training_rows
+
+    rows = {"arith": 40, "percept": 8, "sokoban": 8}
+    ds, answers, styles = training_rows(seed=0, rows=rows, direct_share={"arith": 0.5}, slip_share=0.25)
+    # 40 * 0.5 = 20 direct arith rows; 40 * 0.25 = 10 and 8 * 0.25 = 2 slipped; Sokoban has its own format
+    assert styles == {"arith": {"worked": 20, "direct": 20, "slipped": 10},
+                      "percept": {"worked": 8, "direct": 0, "slipped": 2},
+                      "sokoban": {"worked": 8, "direct": 0, "slipped": 0}}
+    texts = [c[0]["content"] for c in ds["completion"]]
+    arith = [t for t, p in zip(texts, ds["prompt"]) if p[-1]["content"][-1]["text"].startswith("Compute")]
+    assert len(arith) == 40
+    assert sum(t.startswith("<think> ((") for t in arith) == 20  # direct: the bracketed expression restated
+    assert sum("\u2261" in t for t in arith) == 20  # worked: one congruence a step
+    assert sum("</think>\n<answer>" in t for t in texts) == 12
+    golds = [t.split("<answer> ")[1].split(" </answer>")[0] for t in arith]
+    assert sorted(golds) == sorted(answers["arith"])  # every row keeps its gold answer
+
+    # by the paper's definition (0.5 x format + accuracy): direct rows earn the full 1.5, slipped rows the
+    # accuracy alone (1.0), since the strict format allows nothing between </think> and <answer>
+    funcs, weights = rewards.reward_funcs("math")
+    scores = [f(arith, answer=golds) for f in funcs]
+    totals = [sum(w * s[i] for w, s in zip(weights, scores)) for i in range(len(arith))]
+    assert sorted(totals) == [1.0] * 10 + [1.5] * 30
+
+
+def test_practice_rows_are_worked_and_bare():
+    from lmm_r1.warmstart import practice_rows
+
+    ds = practice_rows(seed=0, n=12)
+    assert len(ds) == 12 and all(p[0]["role"] == "user" for p in ds["prompt"])  # no system prompt
+    assert all("≡" in c[0]["content"] for c in ds["completion"])  # every row worked out

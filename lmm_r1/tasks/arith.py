@@ -1,19 +1,26 @@
-"""Arithmetic: the text-only math task of the tiny profile's FRE stage (stands in for DeepScaleR-40K).
+"""Arithmetic modulo 7: the text-only math task of the tiny profile's FRE stage (stands in for DeepScaleR-40K).
 
-Expressions of three single-digit operands with ``+``, ``-`` and ``*`` (usual precedence), integer answers
-from -81 to 729 (mostly between -10 and 50). The gold answer is written ``$n$`` as in the paper's
-data, so the real math-verify accuracy reward scores it. Card: ``data_cards/arith.md``.
+Four operands 0-6 joined by ``+`` and ``*``, bracketed so they are taken left to right, and asked modulo 7. The
+gold answer is written ``$n$`` as in the paper's data, so the real math-verify accuracy reward scores it. Card:
+``data_cards/arith.md``.
 
     from lmm_r1.tasks import arith
     ds = arith.make_dataset("train", 1000, seed=0)
 
-One real row (``make_dataset("train", 1, seed=0)[0]``, system prompt shortened) and its perfect completion::
+One real row (``make_dataset("train", 1, seed=0)[0]``, system prompt shortened), its worked completion
+(``perfect_completion``) and its direct one (``direct_completion``)::
 
     {'id': 'arith-train-0-0',
      'prompt': [{'role': 'system', 'content': [{'type': 'text', 'text': 'You are a helpful assistant good at ...'}]},
-                {'role': 'user', 'content': [{'type': 'text', 'text': 'Compute 8 * 3.'}]}],
-     'answer': '$24$'}
-    <think> 8 * 3 = 24. </think><answer> $24$ </answer>
+                {'role': 'user', 'content': [{'type': 'text', 'text': 'Compute ((6 + 5) + 6) * 4 modulo 7.'}]}],
+     'answer': '$5$'}
+    <think> 6 + 5 ≡ 4. 4 + 6 ≡ 3. 3 * 4 ≡ 5. </think><answer> $5$ </answer>
+    <think> ((6 + 5) + 6) * 4. </think><answer> $5$ </answer>
+
+Why modulo 7: each worked step is one of 98 facts (7 x 7 sums and products), few enough for the tiny model to
+learn in its warm start; with plain integers the second step alone had thousands of facts, and the tiny model
+learned almost none (10% held-out, much of it from products with a zero). Working the problem out is what makes
+it solvable: answering at once asks for three facts composed in one forward pass, which two layers cannot do.
 """
 
 from __future__ import annotations
@@ -27,47 +34,57 @@ NAME = "arith"
 MODALITY = "text"
 REWARD = "math"
 
-# Generator parameters: three single-digit operands and two operators keep the task within a tiny model's reach
-# (it learns some of the times table in a short warm start, not all of it). Every expression has the same token
-# length, so the question's digits sit at fixed offsets from the answer's: a tiny model learns to copy them there.
-MIN_OPERAND, MAX_OPERAND = 0, 9
-OPERATORS = ("+", "-", "*")
-N_OPERANDS = 3
+MODULUS = 7
+N_OPERANDS = 4
+OPERATORS = ("+", "*")
+CONGRUENT = "\u2261"  # ≡: a worked step states a congruence, "3 + 4 ≡ 0", true modulo 7
 
 
-def _draw(rng: random.Random) -> tuple[str, tuple[str, int]]:
-    nums = [str(rng.randint(MIN_OPERAND, MAX_OPERAND)) for _ in range(N_OPERANDS)]
-    ops = [rng.choice(OPERATORS) for _ in range(N_OPERANDS - 1)]
-    expr = " ".join(x for pair in zip(nums, ops + [""]) for x in pair).strip()
-    return expr, (expr, _evaluate(expr))
+def expression(nums: list[int], ops: list[str]) -> str:
+    """``[3, 4, 2, 1], ["+", "*", "+"]`` -> ``"((3 + 4) * 2) + 1"``: every bracket but the outermost, so the
+    text says left to right whatever the operators' precedence."""
+    expr = str(nums[0])
+    for i, (op, num) in enumerate(zip(ops, nums[1:])):
+        expr = f"{expr} {op} {num}" if i == len(ops) - 1 else f"({expr} {op} {num})"
+    return expr
+
+
+def _parse(expr: str) -> tuple[list[int], list[str]]:
+    tokens = expr.replace("(", "").replace(")", "").split()
+    return [int(t) for t in tokens[0::2]], tokens[1::2]
+
+
+def _apply(a: int, op: str, b: int) -> int:
+    return (a + b) % MODULUS if op == "+" else (a * b) % MODULUS
 
 
 def _evaluate(expr: str) -> int:
-    """Evaluate a generated expression (digits, + - *, spaces) without ``eval``: products first."""
-    tokens = expr.split()
-    terms, signs = [int(tokens[0])], [1]
-    for op, num in zip(tokens[1::2], tokens[2::2]):
-        if op == "*":
-            terms[-1] *= int(num)
-        else:
-            terms.append(int(num))
-            signs.append(1 if op == "+" else -1)
-    return sum(s * t for s, t in zip(signs, terms))
+    """The value modulo 7 of an expression made by ``expression`` (left to right; parsed, never ``eval``)."""
+    nums, ops = _parse(expr)
+    value = nums[0]
+    for op, num in zip(ops, nums[1:]):
+        value = _apply(value, op, num)
+    return value
 
 
 def steps(expr: str) -> str:
-    """The expression rewritten one operation at a time, products first: the warm start's thinking.
+    """The worked reduction, one operation a sentence: ``"((3 + 4) * 2) + 1"`` -> ``"3 + 4 ≡ 0. 0 * 2 ≡ 0. 0 + 1
+    ≡ 1"``. Each sentence copies the previous result and the next operand (fixed offsets, which a tiny model
+    learns quickly) and applies one fact."""
+    nums, ops = _parse(expr)
+    value, out = nums[0], []
+    for op, num in zip(ops, nums[1:]):
+        new = _apply(value, op, num)
+        out.append(f"{value} {op} {num} {CONGRUENT} {new}")
+        value = new
+    return ". ".join(out)
 
-    ``"3 + 4 * 2"`` -> ``"3 + 4 * 2 = 3 + 8 = 11"``. Restating the expression first is a copy at a fixed offset,
-    which a tiny model learns quickly; each rewrite then changes one operation.
-    """
-    tokens = expr.split()
-    chain = [expr]
-    while len(tokens) > 1:
-        i = tokens.index("*") if "*" in tokens else 1
-        tokens[i - 1:i + 2] = [str(_evaluate(" ".join(tokens[i - 1:i + 2])))]
-        chain.append(" ".join(tokens))
-    return " = ".join(chain)
+
+def _draw(rng: random.Random) -> tuple[str, tuple[str, int]]:
+    nums = [rng.randrange(MODULUS) for _ in range(N_OPERANDS)]
+    ops = [rng.choice(OPERATORS) for _ in range(N_OPERANDS - 1)]
+    expr = expression(nums, ops)
+    return expr, (expr, _evaluate(expr))
 
 
 def make_dataset(split: str, n: int, seed: int = 0, system_prompt: str = "r1"):
@@ -75,16 +92,28 @@ def make_dataset(split: str, n: int, seed: int = 0, system_prompt: str = "r1"):
     sys_text = prompts.system_prompt(system_prompt)
     rows = [{
         "id": f"{NAME}-{split}-{seed}-{i}",
-        "prompt": base.build_prompt(sys_text, prompts.ARITH_USER.format(expression=expr)),
+        "prompt": base.build_prompt(sys_text, prompts.ARITH_USER.format(expression=expr, modulus=MODULUS)),
         "answer": f"${value}$",
     } for i, (expr, value) in enumerate(base.draw_unique(NAME, split, n, seed, _draw))]
     return base.to_dataset(rows)
 
 
+def _expression_of(row: dict) -> str:
+    text = base.prompt_text_of(row)
+    return text.removeprefix("Compute ").removesuffix(f" modulo {MODULUS}.")
+
+
 def perfect_completion(row: dict) -> str:
-    expr = base.prompt_text_of(row).removeprefix("Compute ").removesuffix(".")
-    return base.math_completion(steps(expr) + ".", row["answer"])
+    """The worked answer: every operation reduced in turn, then the value."""
+    return base.math_completion(steps(_expression_of(row)) + ".", row["answer"])
+
+
+def direct_completion(row: dict) -> str:
+    """The answer given at once (the expression restated, no working): correct as written, but a model has to
+    compose the three facts in its head to produce it. The warm start mixes these in (``lmm_r1.warmstart``)."""
+    return base.math_completion(_expression_of(row) + ".", row["answer"])
 
 
 def tokenizer_corpus() -> list[str]:
-    return [prompts.ARITH_USER.format(expression="3 + 4 * 2"), "3 + 4 * 2 = 3 + 8 = 11.", "$-12$", "$0$"]
+    return [prompts.ARITH_USER.format(expression="((3 + 4) * 2) + 1", modulus=MODULUS),
+            f"3 + 4 {CONGRUENT} 0. 0 * 2 {CONGRUENT} 0. 0 + 1 {CONGRUENT} 1.", "$-12$", "$0$"]
