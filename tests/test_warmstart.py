@@ -17,7 +17,8 @@ from lmm_r1.tasks import TASKS
 from lmm_r1.warmstart import REPORT_FILE, warm_start
 
 # A few rows per task and one epoch: enough to move every weight, small enough for seconds on 2 cores.
-SMALL = dict(rows={"arith": 16, "percept": 8, "geometry": 8, "sokoban": 8}, epochs=1, eval_rows=2, practice=16)
+SMALL = dict(rows={"arith": 16, "percept": 8, "geometry": 8, "sokoban": 8}, epochs=1, eval_rows=2, practice=16,
+             look={"arith": 8, "percept": 8})
 
 
 def _weights(folder):
@@ -39,6 +40,7 @@ def test_warm_start_trains_in_place_and_is_deterministic(random_tiny_model, tmp_
     assert json.loads((a / REPORT_FILE).read_text()) == json.loads(json.dumps(report))
     assert set(report["held_out"]) == set(TASKS) and report["steps"] == 3  # 40 rows / batch 16 -> 3 steps
     assert report["practice"]["steps"] == 2  # 16 practice rows, 2 epochs of one batch
+    assert report["look"]["steps"] == 1  # 16 rows, one batch
     assert (a / "processor_config.json").exists() and (a / "tokenizer.json").exists()
 
 
@@ -46,8 +48,8 @@ def test_warm_start_trains_in_place_and_is_deterministic(random_tiny_model, tmp_
 def test_default_model_partly_solves_each_math_task(tiny_model, name):
     report = json.loads((tiny_model / REPORT_FILE).read_text())["held_out"][name]
     # partial: better than guessing with the training answers' frequencies, and not already solved. Sokoban is
-    # not asserted: the model does not see the image (data_cards/tiny_model.md), and its solve rate sits at the
-    # level of a common constant move list (0.06-0.11 across recipes, around chance, 0.095)
+    # not asserted: the model gives common move lists (data_cards/tiny_model.md), and its solve rate sits around
+    # chance (0.095) across recipes (0.06-0.11; 0.100 with builder version 5)
     assert report["chance"] < report["accuracy"] < 1.0, report
 
 
@@ -68,8 +70,8 @@ def test_default_model_can_work_arith_out_but_answers_at_once(tiny_model):
     records = score("arith", items, texts)
     worked = [r.correct for r, t in zip(records, texts) if CONGRUENT in t.split("</think>")[0]]
     direct = [r.correct for r, t in zip(records, texts) if CONGRUENT not in t.split("</think>")[0]]
-    assert 0.2 <= len(worked) / len(texts) <= 0.8, len(worked)  # measured 0.51 (200 rows)
-    assert sum(worked) / len(worked) >= sum(direct) / len(direct) + 0.3  # measured 0.69 vs 0.23
+    assert 0.2 <= len(worked) / len(texts) <= 0.8, len(worked)  # measured 0.50 (200 rows, 4 samples each)
+    assert sum(worked) / len(worked) >= sum(direct) / len(direct) + 0.3  # measured 0.78 vs 0.23
 
 
 @pytest.mark.parametrize("name", sorted(TASKS))
@@ -124,3 +126,23 @@ def test_practice_rows_are_worked_and_bare():
     ds = practice_rows(seed=0, n=12)
     assert len(ds) == 12 and all(p[0]["role"] == "user" for p in ds["prompt"])  # no system prompt
     assert all("≡" in c[0]["content"] for c in ds["completion"])  # every row worked out
+
+
+def test_default_model_looks_at_the_image(tiny_model):
+    """After the warm start's third phase the percept answers depend on the image: with the images shuffled
+    between rows, most greedy completions change (measured: 180 of 200; after phase 2 alone, none did)."""
+    import random
+
+    from lmm_r1.evalsets import load_items
+    from lmm_r1.generation import generate
+    from lmm_r1.models import load_model_and_processor
+
+    model, processor = load_model_and_processor(tiny_model)
+    items, _ = load_items("percept", n=100, seed=0)
+    prompts, images = [it.prompt for it in items], [it.images for it in items]
+    shuffled = images[:]
+    random.Random(0).shuffle(shuffled)
+    same = generate(model, processor, prompts, images, max_new_tokens=64, batch_size=100)
+    moved = generate(model, processor, prompts, shuffled, max_new_tokens=64, batch_size=100)
+    changed = sum(a != b for a, b, x, y in zip(same, moved, images, shuffled) if x is not y)
+    assert changed >= 50, changed
