@@ -22,7 +22,7 @@ The accuracy per task is measured with greedy decoding (``lmm_r1.generation``), 
 scores the task sets (``lmm_r1.evaluate.score``), and written to ``warm_start.json`` in the model folder
 (``data_cards/tiny_model.md`` has the numbers and what they do not show).
 
-It runs as part of ``lmm-r1 tiny-model`` (``lmm_r1.models.build_tiny_model``), about 5 minutes on 2 idle CPU
+It runs as part of ``lmm-r1 tiny-model`` (``lmm_r1.models.build_tiny_model``), about 4.5 minutes on 2 idle CPU
 cores; on its own:
 
     from lmm_r1.warmstart import warm_start
