@@ -2,7 +2,7 @@
 
 A randomly initialised model never produces a correct answer, so RL on it could only teach the answer format.
 The warm start makes the tiny model what the paper's base model is to LMM-R1: able to reason, unreliable about
-doing it and about the strict answer format. It runs in two phases, both TRL ``SFTTrainer``:
+doing it and about the strict answer format. It runs in three phases, each a TRL ``SFTTrainer`` run:
 
 1. **Practice** (the pre-training stand-in): the FRE task's worked completions only (``arith``: one reduction
    a step), without a system prompt, until the tiny model has learned the 98 facts the steps use.
@@ -86,21 +86,12 @@ def _features(ds):
 
 def practice_rows(seed: int = 0, n: int = PRACTICE_ROWS):
     """Phase 1's data: ``n`` train rows of the FRE task with their worked completions and no system prompt."""
-    import datasets
-
-    from lmm_r1.tasks import TASKS
-
-    task = TASKS[PRACTICE_TASK]
-    ds = task.make_dataset("train", n, seed=seed, system_prompt="none")
-    columns = {"prompt": ds["prompt"],
-               "completion": [[{"role": "assistant", "content": task.perfect_completion(row)}] for row in ds],
-               "images": [[] for _ in range(len(ds))]}
-    return datasets.Dataset.from_dict(columns, features=_features(ds)).shuffle(seed=seed)
+    return training_rows(seed, {PRACTICE_TASK: n}, no_system_share=1.0, direct_share={}, slip_share=0.0)[0]
 
 
 def training_rows(seed: int = 0, rows: dict[str, int] | None = None, no_system_share: float = NO_SYSTEM_SHARE,
                   direct_share: dict[str, float] | None = None, slip_share: float = FORMAT_SLIP_SHARE):
-    """Phase 2's data: every task's train split with its gold completion, shuffled, one dataset; the gold answers
+    """The data of a phase: every task's train split with its gold completion, shuffled, one dataset; the gold answers
     per task (for the constant-answer baselines); and what each row got, per task (``styles``: counts of
     ``worked``, ``direct`` and ``slipped`` rows).
 
@@ -122,7 +113,9 @@ def training_rows(seed: int = 0, rows: dict[str, int] | None = None, no_system_s
         ds = task.make_dataset("train", n, seed=seed)
         answers[name] = ds["answer"]
         rng = random.Random(f"warmstart/{name}/{seed}")
-        n_direct = int(round(n * direct_share.get(name, 0.0))) if hasattr(task, "direct_completion") else 0
+        if direct_share.get(name) and not hasattr(task, "direct_completion"):
+            raise ValueError(f"direct_share names task {name!r}, which has no direct_completion")
+        n_direct = int(round(n * direct_share.get(name, 0.0)))
         n_slip = int(round(n * slip_share)) if task.REWARD == "math" else 0
         direct, slipped = set(rng.sample(range(n), n_direct)), set(rng.sample(range(n), n_slip))
         completions = []
@@ -147,8 +140,6 @@ def baselines(task, train_answers: list[str], test, pairs: int = 20_000, seed: i
     level) pairs (standard error < 0.002). ``majority``: always giving the most frequent training answer (the
     best constant answer), a stronger bar. A Sokoban answer counts where its move list solves the level.
     """
-    import random
-
     from lmm_r1.tasks import sokoban
 
     freq = Counter(train_answers)

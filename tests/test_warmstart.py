@@ -146,3 +146,10 @@ def test_default_model_looks_at_the_image(tiny_model):
     moved = generate(model, processor, prompts, shuffled, max_new_tokens=64, batch_size=100)
     changed = sum(a != b for a, b, x, y in zip(same, moved, images, shuffled) if x is not y)
     assert changed >= 50, changed
+
+
+def test_direct_share_for_a_task_without_a_direct_style_is_an_error():
+    from lmm_r1.warmstart import training_rows
+
+    with pytest.raises(ValueError, match="'percept', which has no direct_completion"):
+        training_rows(seed=0, rows={"percept": 4}, direct_share={"percept": 0.5})
