@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-slow bench clean
+.PHONY: venv demo test test-slow test-browser browser lab bench clean
 
 venv: $(STAMP)
 
@@ -26,8 +26,20 @@ demo: venv
 test: venv
 	$(PY) -m pytest
 
-test-slow: venv
-	$(PY) -m pytest -m slow
+test-slow: venv browser
+	$(PY) -m pytest -m "slow or browser"
+
+# The JupyterLab browser test: Debian's Chromium (apt) driven by Playwright (PyPI); never a downloaded browser build.
+browser: venv
+	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium)
+	$(PY) -m pip install -q $(FIND_LINKS) -e '.[test,browser]'
+
+test-browser: browser
+	$(PY) -m pytest -m browser
+
+# JupyterLab with the kit's kernel, rooted at the repository: open notebooks/ to run, results/<profile>/ to read.
+lab: venv
+	$(VENV)/bin/jupyter lab --notebook-dir=. $(LAB_ARGS)
 
 bench: venv
 	$(PY) benchmarks/bench_rewards.py

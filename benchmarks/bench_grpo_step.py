@@ -46,10 +46,12 @@ class StepTimer(TrainerCallback):
 def config(steps: int):
     from lmm_r1.config import preset
 
-    # The tiny FRE preset at benchmark size: 4 prompts x 8 completions of <= 64 tokens per step (~1 s each).
+    # The tiny FRE preset at benchmark size: 4 prompts x 8 completions of <= 64 tokens per step (~1 s each), with
+    # TRL's own estimator and loss so that both sides compute the same thing: the ratio is the kit's overhead
+    # (the kit's default estimator adds one no-grad forward pass per rollout for its k1 KL).
     return preset("fre_text", "tiny", max_steps=steps, generation_batch_size=32, num_generations=8,
                   micro_batch_size=32, train_size=4 * steps, max_completion_length=64, save_steps=10_000,
-                  log_completions_steps=5)
+                  log_completions_steps=5, algorithm="trl_batch_std", loss_type="dapo")
 
 
 def run_lmm_r1(cfg, root: Path) -> list[float]:

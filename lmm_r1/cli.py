@@ -21,7 +21,8 @@ COMMAND_MODULES = ("lmm_r1.grpo", "lmm_r1.evaluate")
 def _tiny_model(args: argparse.Namespace) -> int:
     from lmm_r1.models import build_tiny_model
 
-    path = build_tiny_model(args.out, seed=args.seed, warm_start=not args.no_warm_start, force=args.force)
+    path = build_tiny_model(args.out, seed=args.seed, warm_start=not args.no_warm_start, force=args.force,
+                            log=lambda line: print(line, file=sys.stderr, flush=True))
     print(path)
     return 0
 

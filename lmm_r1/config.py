@@ -53,12 +53,16 @@ STAGES: dict[str, tuple[str, str]] = {
 PRESETS = ("tiny", "paper")
 FOLLOWS = ("paper", "scripts")
 
-# TRL GRPOTrainer's ``scale_rewards`` for each algorithm name (PAPER.md §2).
+# TRL GRPOTrainer's ``scale_rewards`` for each algorithm name (PAPER.md §2; lmm_r1/fidelity.py).
 ALGORITHMS = {
-    "reinforce_pp_baseline": "batch",  # group mean subtracted, std over the whole batch: REINFORCE++-baseline
-    "grpo": "group",                   # group mean and group std: GRPO
-    "dr_grpo": "none",                 # group mean, no std division: Dr.GRPO
+    "reinforce_pp_baseline": "none",  # OpenRLHF's REINFORCE++-baseline (lmm_r1.trainer): TRL's group-mean
+                                      # advantages, then k1 KL in the token rewards and whitening over the tokens
+    "trl_batch_std": "batch",         # TRL's approximation: group mean subtracted, batch std divided, KL in loss
+    "grpo": "group",                  # group mean and group std: GRPO
+    "dr_grpo": "none",                # group mean, no std division: Dr.GRPO
 }
+# TRL's vLLM importance-sampling modes (GRPOConfig.vllm_importance_sampling_mode); "off" disables the correction.
+VLLM_IS_MODES = ("off", "sequence_mask", "sequence_truncate", "token_mask", "token_truncate")
 
 
 class ConfigError(ValueError):
@@ -132,11 +136,12 @@ class StageConfig:
     """Linear layers of the language model that get adapters (the vision tower's layers never do)."""
 
     # --- algorithm (PAPER.md §2) -----------------------------------------------------------------------------
-    algorithm: Literal["reinforce_pp_baseline", "grpo", "dr_grpo"] = "reinforce_pp_baseline"
-    """Advantage estimator: reinforce_pp_baseline (TRL scale_rewards="batch"), grpo ("group"), dr_grpo ("none")."""
-    loss_type: Literal["dapo", "grpo", "bnpo", "dr_grpo"] = "dapo"
-    """TRL loss aggregation; "dapo" averages over every completion token of the batch, like OpenRLHF's
-    token-level PolicyLoss."""
+    algorithm: Literal["reinforce_pp_baseline", "trl_batch_std", "grpo", "dr_grpo"] = "reinforce_pp_baseline"
+    """Advantage estimator: reinforce_pp_baseline (OpenRLHF's: group mean, k1 KL in the token rewards, whitened
+    over tokens; lmm_r1.trainer), trl_batch_std (TRL scale_rewards="batch"), grpo ("group"), dr_grpo ("none")."""
+    loss_type: Literal["grpo", "dapo", "bnpo", "dr_grpo"] = "grpo"
+    """TRL loss aggregation; "grpo" is paper-time OpenRLHF's PolicyLoss: token mean per sequence, then mean over
+    sequences ("dapo": one token mean over the batch, OpenRLHF's later default)."""
     beta: float = 1e-3
     """KL coefficient against the initial policy (PAPER.md §2: 1e-3, 0 for Sokoban); TRL puts it in the loss."""
     epsilon: float = 0.2
@@ -146,7 +151,8 @@ class StageConfig:
     generation_batch_size: int
     """Completions per rollout = prompts per rollout x num_generations (PAPER.md §3: rollout batch x 16)."""
     updates_per_rollout: int = 1
-    """Optimizer steps per rollout (PAPER.md §2: one policy update per rollout, max_epochs 1)."""
+    """Optimizer steps per rollout: the rollout is shuffled and split into this many mini-batches (OpenRLHF:
+    rollout prompts x samples / train_batch_size = 16 in every paper run, max_epochs 1; PAPER.md §2)."""
     micro_batch_size: int = 4
     """Completions per device per forward/backward pass: a memory knob, not part of the recipe."""
     num_episodes: int = 1
@@ -181,10 +187,9 @@ class StageConfig:
     """Longest completion in tokens (PAPER.md §3 "max generation", per stage)."""
 
     # --- rewards (PAPER.md §4) -------------------------------------------------------------------------------
-    unparseable_gold_score: float | None = None
-    """Accuracy when math-verify cannot parse the gold: None excludes the sample (counted); the scripts gave 1.0."""
-    verify_order: Literal["gold_first", "upstream"] = "gold_first"
-    """math-verify's documented ``verify(gold, prediction)``, or the scripts' swapped call (PAPER.md §4)."""
+    reward_semantics: Literal["upstream", "kit"] = "upstream"
+    """Reward edge cases: "upstream" as the paper's code (verify(answer, gold), unparseable gold and verify
+    errors 1.0; the Sokoban verifier line by line, clipped to [-10, 10]), or the kit's variants (lmm_r1.rewards)."""
     verify_timeout: float = 3.0
     """Wall-clock seconds per math-verify judgement before it is killed and scored 0 (counted as a timeout)."""
 
@@ -203,6 +208,11 @@ class StageConfig:
     """Offload vLLM's weights and cache during the optimizer step (PAPER.md §2: sleep)."""
     vllm_server_base_url: str | None = None
     """URL of the ``trl vllm-serve`` server in server mode; None means http://0.0.0.0:8000."""
+    vllm_importance_sampling: Literal["off", "sequence_mask", "sequence_truncate", "token_mask",
+                                      "token_truncate"] = "off"
+    """TRL's correction for vLLM-vs-trainer log-prob drift (on by default in TRL 1.16); upstream has none: "off"."""
+    vllm_importance_sampling_cap: float = 3.0
+    """The ratio above which TRL's correction masks or truncates (TRL's default 3); unused when "off"."""
 
     # --- logging and checkpoints -----------------------------------------------------------------------------
     logging_steps: int = 1
@@ -253,6 +263,8 @@ class StageConfig:
                 raise ConfigError(f"{name} must lie in [{low}, {high}], got {getattr(self, name)}")
         if self.learning_rate <= 0 or self.temperature <= 0 or self.max_grad_norm <= 0 or self.verify_timeout <= 0:
             raise ConfigError("learning_rate, temperature, max_grad_norm and verify_timeout must be > 0")
+        if self.vllm_importance_sampling_cap <= 1.0:
+            raise ConfigError(f"vllm_importance_sampling_cap must be > 1, got {self.vllm_importance_sampling_cap}")
         if self.lora_r and not self.lora_target_modules:
             raise ConfigError("lora_r > 0 needs at least one entry in lora_target_modules")
         if self.init_from is not None and self.init_from.strip() == "":
@@ -289,12 +301,19 @@ class StageConfig:
 
     @property
     def upstream_algorithm(self) -> str:
-        """What the paper or the released script ran for this stage (PAPER.md §2); TRL approximates it."""
+        """What the paper or the released script ran for this stage (PAPER.md §2; fidelity register)."""
         if self.follows == "paper":
             return "PPO with GAE and a critic (paper text)"
         if self.stage in ("fre_text", "fre_multi", "mgt_percept", "direct_rl_percept"):
             return "REINFORCE++-baseline (released script)"
         return "PPO with GAE, gamma = lambda = 1, and a critic (released script)"
+
+    @property
+    def kl_placement(self) -> str:
+        """Where the KL term acts: the token rewards (k1, OpenRLHF's) or TRL's loss (k3)."""
+        if self.beta == 0:
+            return "none"
+        return "k1 in the reward" if self.algorithm == "reinforce_pp_baseline" else "k3 in the loss"
 
     @property
     def needs_gpu(self) -> bool:
@@ -436,20 +455,26 @@ def field_docs() -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------------------------------------------
-# Paper presets. PAPER.md §3, one entry per column: (paper value, released-script value) where they differ.
+# Paper presets. PAPER.md §3, one entry per column: (paper value, released-script value). The scripts column is
+# TideDra/lmm-r1 at the paper-time commit dd143ad (examples/scripts/lmm_r1/train_*.sh); there MGT-PerceReason
+# runs with --init_kl_coef 0.0 and --generate_max_len 8000 (PAPER.md's table quotes the later 1e-3 / 8192).
 _TABLE = "PAPER.md §3 table"
+_SCRIPTS = "TideDra/lmm-r1@dd143ad examples/scripts/lmm_r1"
 PAPER_TABLE: dict[str, dict[str, Any]] = {
-    "fre_text": dict(prompts=(128, 256), episodes=(1, 2), max_gen=(8192, 4096), lr=(1e-6, 4e-7), kl=1e-3,
+    "fre_text": dict(prompts=(128, 256), episodes=(1, 2), max_gen=(8192, 4096), lr=(1e-6, 4e-7), kl=(1e-3, 1e-3),
                      critic_lr=9e-6, dataset="deepscaler"),
-    "fre_multi": dict(prompts=(256, 256), episodes=(2, 2), max_gen=(8192, 4096), lr=(1e-6, 1e-6), kl=1e-3,
+    "fre_multi": dict(prompts=(256, 256), episodes=(2, 2), max_gen=(8192, 4096), lr=(1e-6, 1e-6), kl=(1e-3, 1e-3),
                       critic_lr=9e-6, dataset="vermulti"),
-    "mgt_geometry": dict(prompts=(256, 256), episodes=(2, 2), max_gen=(8192, 4096), lr=(4e-7, 1e-6), kl=1e-3,
-                         critic_lr=9e-6, dataset="vermulti_geo"),
-    "mgt_percept": dict(prompts=(256, 256), episodes=(2, 2), max_gen=(8192, 8192), lr=(4e-7, 4e-7), kl=1e-3,
+    "mgt_geometry": dict(prompts=(256, 256), episodes=(2, 2), max_gen=(8192, 4096), lr=(4e-7, 1e-6),
+                         kl=(1e-3, 1e-3), critic_lr=9e-6, dataset="vermulti_geo"),
+    "mgt_percept": dict(prompts=(256, 256), episodes=(2, 2), max_gen=(8192, 8000), lr=(4e-7, 4e-7), kl=(1e-3, 0.0),
                         critic_lr=None, dataset="vermulti"),
-    "mgt_sokoban": dict(prompts=(128, 128), episodes=(4, 4), max_gen=(8192, 8196), lr=(1e-6, 1e-6), kl=0.0,
+    "mgt_sokoban": dict(prompts=(128, 128), episodes=(4, 4), max_gen=(8192, 8196), lr=(1e-6, 1e-6), kl=(0.0, 0.0),
                         critic_lr=5e-6, dataset=None),  # levels are generated (lmm_r1.tasks.sokoban)
 }
+# OpenRLHF's train_batch_size equals the rollout's prompt count in every column (128 or 256 samples per optimizer
+# step), so each rollout of prompts x 16 samples gives 16 optimizer steps (ppo_actor.py, max_epochs 1).
+PAPER_UPDATES_PER_ROLLOUT = 16
 SOKOBAN_LEVELS = 11_500  # PAPER.md §6: 11,500 generated levels
 # Direct-RL runs "the same RL on the same domain, from the base model" (PAPER.md §1).
 _SAME_RECIPE = {"direct_rl_geometry": "mgt_geometry", "direct_rl_sokoban": "mgt_sokoban",
@@ -473,12 +498,13 @@ def _paper_values(stage: str, follows: str) -> tuple[dict[str, Any], dict[str, s
         num_generations=SAMPLES_PER_PROMPT,
         generation_batch_size=row["prompts"][pick] * SAMPLES_PER_PROMPT,
         num_episodes=row["episodes"][pick], learning_rate=row["lr"][pick],
-        max_completion_length=row["max_gen"][pick], beta=row["kl"], critic_learning_rate=row["critic_lr"],
+        max_completion_length=row["max_gen"][pick], beta=row["kl"][pick], critic_learning_rate=row["critic_lr"],
+        updates_per_rollout=PAPER_UPDATES_PER_ROLLOUT, loss_type="grpo", algorithm="reinforce_pp_baseline",
+        vllm_importance_sampling="off", reward_semantics="upstream",
     )
-    if follows == "scripts":  # the released reward code's edge cases (PAPER.md §4)
-        values.update(unparseable_gold_score=1.0, verify_order="upstream")
+    src = _SCRIPTS if follows == "scripts" else col
     sources = {name: "PAPER.md §2 (shared recipe)" for name in
-               ("epsilon", "updates_per_rollout", "min_lr_ratio", "warmup_ratio", "adam_beta1", "adam_beta2",
+               ("epsilon", "min_lr_ratio", "warmup_ratio", "adam_beta1", "adam_beta2",
                 "max_grad_norm", "bf16", "use_vllm", "vllm_mode", "vllm_gpu_memory_utilization",
                 "vllm_enable_sleep_mode", "seed")}
     sources.update({name: "PAPER.md §3 (shared)" for name in
@@ -496,18 +522,20 @@ def _paper_values(stage: str, follows: str) -> tuple[dict[str, Any], dict[str, s
         num_episodes=f"{col}: episodes {row['episodes'][pick]} ({which})",
         learning_rate=f"{col}: actor lr {row['lr'][pick]:g} ({which})",
         max_completion_length=f"{col}: max generation {row['max_gen'][pick]} ({which})",
-        beta=f"{col}: KL coef {row['kl']:g}", critic_learning_rate=f"{col}: critic lr (recorded, unused)",
-        algorithm=f"PAPER.md §2: closest TRL estimator to {('PPO+GAE' if follows == 'paper' else 'the script')}"
-                  " (group mean baseline, batch std)",
-        loss_type="OpenRLHF PolicyLoss token-level mean (kit mapping)",
+        beta=f"{src}: KL coef {row['kl'][pick]:g}", critic_learning_rate=f"{col}: critic lr (recorded, unused)",
+        updates_per_rollout="OpenRLHF: rollout prompts x 16 / train_batch_size samples = 16 (fidelity: "
+                            "updates_per_rollout)",
+        algorithm="REINFORCE++-baseline as OpenRLHF computes it (fidelity: advantage_estimator; PPO+GAE stages: "
+                  "ppo_gae, not implemented)",
+        loss_type=f"{_SCRIPTS}-era OpenRLHF PolicyLoss: token mean per sequence, then mean (fidelity: loss_type)",
+        vllm_importance_sampling="upstream has no vLLM importance-sampling correction (fidelity: vllm_is_correction)",
+        reward_semantics="TideDra/lmm-r1@dd143ad math_verifier.py / sokoban_verifier.py (fidelity: reward_semantics)",
         micro_batch_size="kit choice (memory on an 80 GB GPU)",
         gradient_checkpointing="kit choice (memory on an 80 GB GPU)",
         lora_r="paper trains full weights",
-        unparseable_gold_score="PAPER.md §4: upstream scored 1.0" if follows == "scripts"
-        else "kit default (None: excluded and counted; PAPER.md §4)",
-        verify_order="PAPER.md §4: upstream verify(answer, gold)" if follows == "scripts"
-        else "kit default: math-verify's documented order (PAPER.md §4)",
     )
+    if follows == "scripts":
+        sources["max_completion_length"] = f"{_SCRIPTS}: generate_max_len {row['max_gen'][pick]}"
     if stage in _SAME_RECIPE:
         sources["init_from"] = "PAPER.md §1 (Direct-RL: from the base model)"
     return values, sources
@@ -540,6 +568,8 @@ _TINY_COMMON = dict(
 # 2 cores: ~60 s a run), and 16 prompts x 8 at 3e-4 for 50 steps move the warm-started model from answering at
 # once to working the problem out on every held-out prompt (seed 0: greedy accuracy 0.27 -> 0.95, measured).
 _TINY_FRE = dict(generation_batch_size=128, micro_batch_size=128, max_steps=50, train_size=1024, learning_rate=3e-4)
+# FRE-Multi is the same FRE stage on the image task (PAPER.md §1: "same RL on multimodal VerMulti-65K").
+_TINY_FRE_STAGES = ("fre_text", "fre_multi")
 
 
 # MGT and Direct-RL on percept get 16 prompts x 8 too, at ~60 s a run: with 4 x 8, 30 MGT steps left held-out
@@ -551,16 +581,16 @@ _TINY_IMAGE_STAGES = ("mgt_percept", "direct_rl_percept")
 
 def _tiny_values(stage: str) -> tuple[dict[str, Any], dict[str, str]]:
     column = _SAME_RECIPE.get(stage, stage)
-    extra = _TINY_FRE if stage == "fre_text" else _TINY_IMAGE if stage in _TINY_IMAGE_STAGES else {}
+    extra = _TINY_FRE if stage in _TINY_FRE_STAGES else _TINY_IMAGE if stage in _TINY_IMAGE_STAGES else {}
     common = dict(_TINY_COMMON, **extra)
     values = dict(common, stage=stage, preset="tiny", task=STAGES[stage][1],
                   system_prompt="sokoban" if column == "mgt_sokoban" else "r1",
                   init_from="fre_text" if stage in _MGT else None,
                   freeze_vision_tower=column == "mgt_sokoban",
-                  beta=PAPER_TABLE[column]["kl"], critic_learning_rate=PAPER_TABLE[column]["critic_lr"])
+                  beta=PAPER_TABLE[column]["kl"][0], critic_learning_rate=PAPER_TABLE[column]["critic_lr"])
     sources = {k: "tiny preset (lmm_r1/config.py _TINY_COMMON: sized for 2 CPU cores)" for k in _TINY_COMMON}
-    if stage == "fre_text":
-        sources.update({k: "tiny preset (lmm_r1/config.py _TINY_FRE: larger text rollouts)" for k in _TINY_FRE})
+    if stage in _TINY_FRE_STAGES:
+        sources.update({k: "tiny preset (lmm_r1/config.py _TINY_FRE: FRE's larger rollouts)" for k in _TINY_FRE})
     if stage in _TINY_IMAGE_STAGES:
         sources.update({k: "tiny preset (lmm_r1/config.py _TINY_IMAGE: larger percept rollouts)" for k in _TINY_IMAGE})
     sources.update(stage="requested", preset="requested", follows="requested (recorded; tiny sizes are the kit's)",

@@ -16,34 +16,28 @@ The objective. The paper (PAPER.md §2) maximises, for prompts x ~ D and respons
 
     J(θ) = E[ r(x, y) ] - β · KL(π_θ(·|x) ‖ π_ref(·|x)),      r = 0.5·format + accuracy (or the Sokoban reward),
 
-with PPO. What runs here is TRL's GRPOTrainer: for each prompt, G = num_generations responses y_1..y_G, and
+and the released scripts run it with OpenRLHF. What runs here is TRL's GRPOTrainer through the kit's subclass
+(``lmm_r1.trainer``): for each prompt, G = num_generations responses y_1..y_G, and per sequence i and token t
 
-    J(θ) = 1/Σ_i|y_i| · Σ_i Σ_t [ min(ρ_{i,t} Â_i, clip(ρ_{i,t}, 1-ε, 1+ε) Â_i) - β · D_{i,t} ]
+    L(θ) = -1/B Σ_i 1/|y_i| Σ_t min(ρ_{i,t} Â_{i,t}, clip(ρ_{i,t}, 1-ε, 1+ε) Â_{i,t})    (loss_type="grpo")
     ρ_{i,t} = π_θ(y_{i,t} | x, y_{i,<t}) / π_θold(y_{i,t} | x, y_{i,<t})
-    Â_i     = (r_i - mean_j r_j) / σ,   σ = std over the whole batch  (REINFORCE++-baseline, algorithm default)
-                                         σ = std over the group        (GRPO)
-                                         σ = 1                          (Dr.GRPO)
-    D_{i,t} = π_ref/π_θ - log(π_ref/π_θ) - 1   (the k3 estimator, per token; TRL weights it by ρ_{i,t})
+    Â_{i,t} = whiten( clip(r_i - mean_j r_j, ±10) - β Σ_{s>=t} (log π_θold - log π_ref)(y_{i,s}) )
 
-summed over all completion tokens of the batch (``loss_type="dapo"``, OpenRLHF's token-level mean).
-Where this departs from the paper and the released scripts:
-
-- KL: TRL puts β·KL in the loss (k3 estimator); upstream folds the k1 estimate log(π_θ/π_ref) into the token
-  reward. Same fixed coefficient (1e-3; 0 for Sokoban), different gradient.
-- No critic and no GAE: the baseline is the mean reward of the prompt's group (a Monte-Carlo estimate of
-  V(x)), broadcast to every token. The paper's PPO+GAE (and the scripts' PPO for MGT-Geo and Sokoban, γ = λ = 1)
-  learn a token-level value instead; ``critic_learning_rate`` is recorded, unused. REINFORCE++-baseline (the
-  scripts' FRE and MGT-PerceReason) is matched by ``scale_rewards="batch"``: group mean subtracted, batch
-  std divided.
-- One optimizer step per rollout (``updates_per_rollout=1``) makes ρ = 1 when the gradient is taken, so the
-  clip only acts when a rollout is split over several updates.
+with the whitening over every completion token of the rollout: OpenRLHF's REINFORCE++-baseline
+(``algorithm="reinforce_pp_baseline"``, the default; ``trl_batch_std``, ``grpo`` and ``dr_grpo`` keep TRL's
+sequence-level estimators with a k3 KL term in the loss). Each rollout is shuffled and split into
+``updates_per_rollout`` optimizer steps (16 in the paper presets, as OpenRLHF's rollout / train batch sizes
+give), so ρ ≠ 1 from the second step on and the clip acts. The paper's text and the scripts' MGT-Geo and
+Sokoban runs use PPO with GAE and a critic instead, which the kit does not implement: those stages run the
+estimator above. Every departure is listed in ``lmm_r1.fidelity`` (printed by ``--dry-run``, written into
+every run record).
 
 On GPUs, rollouts run in vLLM colocated with training (``vllm_mode="colocate"``, PAPER.md §2); the server mode
 runs generation on GPUs of its own (here 4 + 4: the number of training processes must divide the completions
 of one update, 2048 = 128 prompts x 16, by processes x micro_batch_size; TRL pushes the policy's weights to the
 server before every rollout, so the server starts from the same folder the stage starts from):
 
-    CUDA_VISIBLE_DEVICES=4,5,6,7 trl vllm-serve --model Qwen/Qwen2.5-VL-3B-Instruct --data_parallel_size 4 \
+    CUDA_VISIBLE_DEVICES=4,5,6,7 trl vllm-serve --model Qwen/Qwen2.5-VL-3B-Instruct --tensor_parallel_size 1 \
         --max_model_len 12288 --gpu_memory_utilization 0.9
     CUDA_VISIBLE_DEVICES=0,1,2,3 accelerate launch --config_file configs/zero3_8gpu.yaml --num_processes 4 \
         -m lmm_r1.cli train --stage fre_text --preset paper --set vllm_mode=server
@@ -65,7 +59,8 @@ from pathlib import Path
 from typing import Any
 
 from lmm_r1.config import STAGES, TINY_MODEL, ConfigError, StageConfig, canonical_stage, preset, to_dict
-from lmm_r1.results import run_dir, write_run_record
+from lmm_r1 import fidelity
+from lmm_r1.results import package_version, run_dir, write_run_record
 
 MODEL_DIR = "model"
 ADAPTER_DIR = "adapter"
@@ -242,9 +237,8 @@ def reward_setup(cfg: StageConfig):
     from lmm_r1 import rewards
 
     if cfg.reward_kind == "sokoban":
-        return rewards.reward_funcs("sokoban")
-    return rewards.reward_funcs("math", unparseable_gold_score=cfg.unparseable_gold_score,
-                                verify_order=cfg.verify_order, timeout=cfg.verify_timeout)
+        return rewards.reward_funcs("sokoban", semantics=cfg.reward_semantics)
+    return rewards.reward_funcs("math", semantics=cfg.reward_semantics, timeout=cfg.verify_timeout)
 
 
 class RewardCounterDeltas:
@@ -291,7 +285,7 @@ def grpo_args(cfg: StageConfig, output_dir: str | Path, reward_weights: list[flo
         loss_type=cfg.loss_type,
         beta=cfg.beta,
         epsilon=cfg.epsilon,
-        num_iterations=1,  # each rollout is used for one pass (max_epochs 1)
+        num_iterations=1,  # each rollout is used for one pass (max_epochs 1), split into updates_per_rollout steps
         reward_weights=reward_weights,
         # optimiser: AdamW, cosine to min_lr_ratio * lr after a linear warm-up (PAPER.md §2)
         learning_rate=cfg.learning_rate,
@@ -318,6 +312,11 @@ def grpo_args(cfg: StageConfig, output_dir: str | Path, reward_weights: list[flo
         vllm_gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
         vllm_enable_sleep_mode=cfg.vllm_enable_sleep_mode,
         vllm_max_model_length=cfg.max_prompt_length + cfg.max_completion_length,
+        # TRL 1.16 turns this on by default; upstream has nothing like it (fidelity: vllm_is_correction)
+        vllm_importance_sampling_correction=cfg.vllm_importance_sampling != "off",
+        vllm_importance_sampling_mode=("sequence_mask" if cfg.vllm_importance_sampling == "off"
+                                       else cfg.vllm_importance_sampling),
+        vllm_importance_sampling_clip_max=cfg.vllm_importance_sampling_cap,
         **vllm_server,
         # logging: the kit's RunLog writes JSONL/TensorBoard; TRL's own reporters stay off
         logging_steps=cfg.logging_steps,
@@ -351,32 +350,6 @@ def lora_config(cfg: StageConfig):
                       target_modules=rf".*language_model.*\.({names})", task_type="CAUSAL_LM")
 
 
-def _trainer_class():
-    """TRL's GRPOTrainer, with one fix to resuming a checkpoint (the only thing the kit overrides).
-
-    transformers 5.17's Trainer resumes by ``load_state_dict`` on the checkpoint's raw keys, but Qwen2.5-VL saves
-    its weights under the original layout (``model.layers.*``, ``visual.*``) and lives under another
-    (``model.language_model.*``, ``model.visual.*``): nothing loads, and the "resumed" run silently restarts
-    from the initial weights with the trained optimizer (transformers#43701). Loading the checkpoint through
-    ``from_pretrained`` applies the key conversion. DeepSpeed (its own engine checkpoint) and peft adapters
-    load correctly and keep TRL's path.
-    """
-    from accelerate.utils import is_peft_model
-    from transformers.utils import SAFE_WEIGHTS_NAME
-    from trl import GRPOTrainer
-
-    class GRPOTrainerResumable(GRPOTrainer):
-        def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
-            model = model if model is not None else self.model
-            weights = Path(resume_from_checkpoint) / SAFE_WEIGHTS_NAME
-            if self.is_deepspeed_enabled or self.is_fsdp_enabled or is_peft_model(model) or not weights.is_file():
-                return super()._load_from_checkpoint(resume_from_checkpoint, model)
-            saved = type(model).from_pretrained(resume_from_checkpoint, dtype=next(model.parameters()).dtype)
-            model.load_state_dict(saved.state_dict(), strict=True)  # every weight, or an error
-
-    return GRPOTrainerResumable
-
-
 @dataclass
 class Stage:
     """A built stage: the trainer and what it was built from."""
@@ -404,7 +377,10 @@ def build_trainer(cfg: StageConfig, *, output_dir: str | Path, profile: str | No
     train_ds, dropped = load_train_dataset(cfg, processor)
     if cfg.freeze_vision_tower:
         freeze_vision_tower(model)
-    trainer = _trainer_class()(
+    from lmm_r1.trainer import LMMR1Trainer
+
+    trainer = LMMR1Trainer(
+        algorithm="reinforce_pp_baseline" if cfg.algorithm == "reinforce_pp_baseline" else "trl",
         model=model,
         reward_funcs=funcs,
         args=args,
@@ -500,8 +476,9 @@ def train(cfg: StageConfig, *, results_dir: str | Path | None = None, profile: s
     returns the record of a finished one without training again; ``"overwrite"`` starts over.
     """
     from transformers import ProgressCallback
+    from transformers.utils.notebook import NotebookProgressCallback
 
-    from lmm_r1.training_log import RewardProgress, RunLog, load_metrics
+    from lmm_r1.training_log import RewardProgress, RunLog, load_metrics, quiet_libraries
 
     from accelerate import PartialState
 
@@ -519,18 +496,22 @@ def train(cfg: StageConfig, *, results_dir: str | Path | None = None, profile: s
         return json.loads((folder / "metrics.json").read_text())
     run_log = RunLog(folder, log_completions_steps=cfg.log_completions_steps,
                      num_completions_to_log=cfg.num_completions_to_log)
-    stage = build_trainer(cfg, output_dir=folder / CHECKPOINT_DIR, profile=profile, results_dir=results_dir,
-                          callbacks=[run_log, *(callbacks or [])])
-    run_log.bind(stage.trainer)
-    stage.trainer.remove_callback(ProgressCallback)  # one bar with the reward, not one printed dict per step
-    stage.trainer.add_callback(RewardProgress(cfg.run_name))
-    run_log.extra_metrics = RewardCounterDeltas()
-    stage.run_log = run_log
-    resume_from = _last_checkpoint(folder / CHECKPOINT_DIR) if state == "resume" else None
-    start = time.perf_counter()
-    stage.trainer.train(resume_from_checkpoint=resume_from)
-    seconds = time.perf_counter() - start
-    model_dir = save_model(stage, folder)
+    with quiet_libraries():
+        stage = build_trainer(cfg, output_dir=folder / CHECKPOINT_DIR, profile=profile, results_dir=results_dir,
+                              callbacks=[run_log, *(callbacks or [])])
+        run_log.bind(stage.trainer)
+        # one bar with the reward: not one printed dict per step (ProgressCallback), nor, in a notebook kernel,
+        # transformers' HTML table of the training loss, a GRPO number that says nothing (NotebookProgressCallback)
+        stage.trainer.remove_callback(ProgressCallback)
+        stage.trainer.remove_callback(NotebookProgressCallback)
+        stage.trainer.add_callback(RewardProgress(cfg.run_name))
+        run_log.extra_metrics = RewardCounterDeltas()
+        stage.run_log = run_log
+        resume_from = _last_checkpoint(folder / CHECKPOINT_DIR) if state == "resume" else None
+        start = time.perf_counter()
+        stage.trainer.train(resume_from_checkpoint=resume_from)
+        seconds = time.perf_counter() - start
+        model_dir = save_model(stage, folder)
     if not stage.trainer.accelerator.is_main_process:
         return {}
     metrics = summarize(load_metrics(folder))
@@ -538,7 +519,9 @@ def train(cfg: StageConfig, *, results_dir: str | Path | None = None, profile: s
     path = write_run_record(
         cfg.run_name, config=cfg, metrics=metrics, profile=profile, seed=cfg.seed, root=results_dir,
         stage=cfg.stage, paper_name=cfg.paper_name, follows=cfg.follows, config_sources=cfg.sources,
-        upstream_algorithm=cfg.upstream_algorithm, scale_rewards=cfg.scale_rewards,
+        upstream_algorithm=cfg.upstream_algorithm, scale_rewards=cfg.scale_rewards, kl_placement=cfg.kl_placement,
+        fidelity=fidelity.for_config(cfg), processes=stage.trainer.accelerator.num_processes,
+        math_verify={"installed": package_version("math-verify"), "paper": fidelity.PAPER_MATH_VERIFY},
         init_source=stage.source, model_dir=str(model_dir), resumed_from=resume_from,
         n_train_prompts=stage.n_train, n_dropped_prompts=stage.n_dropped,
         trainer_summary=run_log.summary, global_step=stage.trainer.state.global_step,
@@ -649,6 +632,12 @@ def _train_command(args) -> int:
         sources = cfg.sources
         for name, value in to_dict(cfg).items():
             print(f"{name:30s} {value!r:40s} {sources.get(name, '')}")
+        print(f"\nderived: {cfg.completions_per_update} completions per optimizer step, {cfg.updates_per_rollout} "
+              f"optimizer steps per rollout, KL: {cfg.kl_placement}, upstream ran: {cfg.upstream_algorithm}")
+        print("\nfidelity register (lmm_r1/fidelity.py): this run's value, the preset's for upstream")
+        for row in fidelity.for_config(cfg):
+            mark = "" if row["implemented"] else "   [upstream behaviour not selectable]"
+            print(f"  {row['key']:26s} {str(row['run']):28s} {row['paper_preset']}{mark}")
         return 0
     try:
         record = train(cfg, results_dir=args.results_dir, profile=args.profile,

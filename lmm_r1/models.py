@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 # Bump whenever the built folder would differ (tokenizer corpus, sizes, warm start): cached copies rebuild.
-BUILDER_VERSION = 5
+BUILDER_VERSION = 6
 BUILD_INFO = "lmm_r1_build.json"
 PAPER_MODEL_ID = "Qwen/Qwen2.5-VL-3B-Instruct"
 
@@ -187,7 +187,7 @@ def build_random_tiny_model(out: str | Path, seed: int = 0) -> Path:
 
 
 def build_tiny_model(out: str | Path | None = None, seed: int = 0, warm_start: bool = True,
-                     force: bool = False) -> Path:
+                     force: bool = False, log=None) -> Path:
     """Build the embedded default model and return its folder.
 
     With ``out=None`` the model goes to ``default_cache_dir()/tiny-qwen2.5-vl-seed{seed}`` and is rebuilt only
@@ -209,7 +209,7 @@ def build_tiny_model(out: str | Path | None = None, seed: int = 0, warm_start: b
         if warm_start:
             from lmm_r1.warmstart import warm_start as run_warm_start
 
-            record["warm_start_report"] = run_warm_start(tmp, seed=seed)
+            record["warm_start_report"] = run_warm_start(tmp, seed=seed, log=log)
         (tmp / BUILD_INFO).write_text(json.dumps(record, indent=2) + "\n")
         if target.exists():
             shutil.rmtree(target)

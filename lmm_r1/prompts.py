@@ -39,12 +39,8 @@ SOKOBAN_USER = (
     "with your reasoning in <think> </think> and the moves in <answer> </answer>."
 )
 ARITH_USER = "Compute {expression} modulo {modulus}."
-PERCEPT_USER = {
-    "count": "How many {color} squares are in the image?",
-    "total": "How many squares are in the image?",
-    "sum": "How many {color} and {other} squares are in the image together?",
-    "difference": "How many more {color} squares than {other} squares are in the image?",
-}
+# percept: arith's problems with the operands only in the image (one coloured digit per cell, left to right).
+PERCEPT_USER = "Compute {pattern} modulo {modulus}, reading each ? from the image, left to right."
 GEOMETRY_USER = {
     "area": "The figure has base {base} and height {height}. Find its area.",
     "perimeter": "The figure has sides {base} and {height}. Find its perimeter.",

@@ -35,7 +35,7 @@ MODEL_ANALOGUES = {
 TOY_ANALOGUES = {"arith": "text_avg", "percept": "mm_avg", "geometry": "mathvision_geometry",
                  "sokoban_reward": "sokoban_global"}
 # Stages of the replication table, in the paper's order: base, FRE, then MGT and Direct-RL per domain.
-STAGES = ("base", "fre_text", "mgt_percept", "mgt_geometry", "mgt_sokoban",
+STAGES = ("base", "fre_text", "fre_multi", "mgt_percept", "mgt_geometry", "mgt_sokoban",
           "direct_rl_percept", "direct_rl_geometry", "direct_rl_sokoban")
 
 
@@ -95,6 +95,18 @@ def beside_paper(ours: Iterable[dict], analogues: dict[str, str] | None = None,
     return out
 
 
+def escape_cell(text: str) -> str:
+    """Text for one markdown table cell that renders as written in JupyterLab and on GitHub: pipes escaped (they
+    split cells), newlines folded, and outside code spans ``<``/``>`` (the HTML sanitizer eats ``<think>``) and
+    ``$`` (MathJax takes ``$...$`` as maths) escaped. A cell wrapped in backticks is a code span: only its pipes
+    need escaping there."""
+    text = str(text).replace("\n", " ")
+    if len(text) >= 2 and text.startswith("`") and text.endswith("`"):
+        return text.replace("|", "\\|")
+    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("$", "\\$")
+            .replace("|", "\\|"))
+
+
 def _fmt(value: Any, digits: int = 2) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
@@ -102,15 +114,16 @@ def _fmt(value: Any, digits: int = 2) -> str:
         return str(value)
     if isinstance(value, float):
         return f"{value:.{digits}f}"
-    return str(value).replace("|", "\\|").replace("\n", " ")
+    return escape_cell(value)
 
 
 def markdown(rows: Sequence[dict], columns: Sequence[str] | None = None, digits: int = 2) -> str:
-    """A GitHub markdown table (floats to ``digits`` places; missing values blank)."""
+    """A GitHub markdown table (floats to ``digits`` places; missing values blank; text escaped by
+    :func:`escape_cell`, column names too)."""
     if not rows:
         return "(no rows)\n"
     columns = list(columns or dict.fromkeys(k for row in rows for k in row))
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines = ["| " + " | ".join(escape_cell(c) for c in columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_fmt(row.get(c), digits) for c in columns) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
@@ -322,3 +335,27 @@ def stage_metrics(scores: Iterable[dict]) -> dict[str, float]:
     for r in stage_means([s for s in scores if not s["benchmark"].endswith("_reward")], key="completion_tokens"):
         out[f"eval/{r['benchmark']}/completion_tokens/{r['model']}"] = r["value"]
     return out
+
+
+def claim(claim: str, measure: str, arm: Sequence[float], reference: Sequence[float] | float, *,
+          arm_label: str, reference_label: str, digits: int = 3) -> dict[str, Any]:
+    """One paper comparison at toy scale, whatever it shows: ``arm`` (one value per training seed) against
+    ``reference`` (one value per seed, paired by seed, or a single number such as the base model's).
+
+    The verdict is plain: "yes, every seed" when the arm is ahead on every seed, "not clearly: k of n seeds" when
+    it is ahead on average but not on every seed, "no" otherwise. Ties count as not ahead.
+    """
+    arm = [float(v) for v in arm]
+    refs = [float(v) for v in reference] if isinstance(reference, Sequence) else [float(reference)] * len(arm)
+    if len(refs) != len(arm) or not arm:
+        raise ValueError(f"{claim!r}: {len(arm)} arm values against {len(refs)} reference values")
+    deltas = [a - r for a, r in zip(arm, refs)]
+    m, sd = mean_sd(deltas)
+    wins = sum(d > 0 for d in deltas)
+    verdict = "yes, every seed" if wins == len(deltas) else f"not clearly: {wins} of {len(deltas)} seeds" if m > 0 \
+        else "no"
+    ref_m = mean_sd(refs)[0]
+    return {"claim": claim, "measure": measure, "arm": arm_label, "reference": reference_label,
+            "reference value": round(ref_m, digits), "arm value": f"{mean_sd(arm)[0]:.{digits}f} ± {mean_sd(arm)[1]:.{digits}f}",
+            "change": f"{m:+.{digits}f} ± {sd:.{digits}f}",
+            "per seed": ", ".join(f"{d:+.{digits}f}" for d in deltas), "verdict": verdict}

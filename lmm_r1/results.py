@@ -31,8 +31,21 @@ def results_root() -> Path:
     return Path(os.environ.get("LMM_R1_RESULTS", REPO_ROOT / "results"))
 
 
+def profile_dir(profile: str, root: str | Path | None = None) -> Path:
+    """``<root>/<profile>``; a root of None is the kit's (``results_root()``), whatever the working directory, so a
+    notebook kernel started in ``notebooks/`` writes where ``lmm-r1 run`` does."""
+    return Path(root or results_root()) / profile
+
+
 def run_dir(profile: str, name: str, root: str | Path | None = None) -> Path:
-    return Path(root or results_root()) / profile / name
+    return profile_dir(profile, root) / name
+
+
+def package_version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def package_versions() -> dict[str, str | None]:

@@ -66,7 +66,8 @@ COUNTER_NAMES = (
     "train/reward/sokoban_completions",  # completions the Sokoban reward scored
     "train/reward/sokoban_format_failures",  # wrong tags or an item that is not left/right/up/down (0.0)
     "train/reward/sokoban_truncated_actions",  # answers with more than 50 actions (only 50 are simulated)
-    "train/reward/sokoban_repetition_penalties",  # thinking with a k-gram repeated more than 7 times in a row
+    "train/reward/sokoban_repetition_penalties",  # a k-gram repeated more than 7 times back to back
+    "train/reward/sokoban_clipped",  # totals clipped to [-10, 10] (every solved level, upstream)
 )
 _STATUS_COUNTER = {"timeout": "train/reward/accuracy_timeouts", "unparseable_gold": "train/reward/unparseable_gold",
                    "no_extraction": "train/reward/extraction_failures", "error": "train/reward/accuracy_errors"}
@@ -161,7 +162,9 @@ class AccuracyOptions:
     verify_order: str = "gold_first"
     """"gold_first": math-verify's documented ``verify(gold, prediction)``; "upstream": LMM-R1's swapped call."""
     unparseable_gold_score: float | None = None
-    """Score when the gold is empty or unparseable: None excludes the sample (default); upstream used 1.0."""
+    """Score when the gold is empty or unparseable: None excludes the sample (the kit); upstream used 1.0."""
+    error_score: float = 0.0
+    """Score when math-verify raises on a pair: 0.0 (the kit, upstream's later code); 1.0 at paper time."""
 
     def __post_init__(self):
         if self.verify_order not in verifier.VERIFY_ORDERS:
@@ -171,6 +174,23 @@ class AccuracyOptions:
         score = self.unparseable_gold_score
         if score is not None and (isinstance(score, bool) or not isinstance(score, (int, float))):
             raise ValueError(f"unparseable_gold_score must be None or a number, got {score!r}")
+        if isinstance(self.error_score, bool) or not isinstance(self.error_score, (int, float)):
+            raise ValueError(f"error_score must be a number, got {self.error_score!r}")
+
+
+SEMANTICS = ("upstream", "kit")
+# The accuracy reward's edge cases per semantics. "upstream": TideDra/lmm-r1 math_verifier.py at the paper-time
+# commit dd143ad (verify(answer, gold); unparseable gold -> 1.0 "to skip this example"; a verify exception -> 1.0).
+# "kit": math-verify's documented verify(gold, answer), unparseable gold excluded (None, counted), exception 0.0.
+ACCURACY_SEMANTICS = {
+    "upstream": dict(verify_order="upstream", unparseable_gold_score=1.0, error_score=1.0),
+    "kit": dict(verify_order="gold_first", unparseable_gold_score=None, error_score=0.0),
+}
+
+
+def _check_semantics(semantics: str) -> None:
+    if semantics not in SEMANTICS:
+        raise ValueError(f"reward semantics must be one of {SEMANTICS}, got {semantics!r}")
 
 
 def _gold_text(gold: Any, row: int) -> str:
@@ -205,31 +225,35 @@ def accuracy_judgements(completions: Sequence[Any], answer: Sequence[Any], optio
 
 
 def make_accuracy_reward(pool: verifier.VerifierPool | None = None, name: str = "accuracy_reward",
-                         **options) -> Callable[..., list[float | None]]:
-    """An accuracy reward with :class:`AccuracyOptions` ``options`` (unknown names fail), judged on ``pool``.
+                         semantics: str = "upstream", **options) -> Callable[..., list[float | None]]:
+    """An accuracy reward judged on ``pool``: the edge cases of ``semantics`` ("upstream", the paper's code, or
+    "kit"; ``ACCURACY_SEMANTICS``), with any :class:`AccuracyOptions` ``options`` on top (unknown names fail).
 
     ``name`` becomes the function's ``__name__``: TRL logs each reward function under it.
     """
+    _check_semantics(semantics)
     unknown = set(options) - set(AccuracyOptions.__dataclass_fields__)
     if unknown:
         raise TypeError(f"make_accuracy_reward: unknown option(s) {sorted(unknown)}; "
                         f"known: {sorted(AccuracyOptions.__dataclass_fields__)}")
-    opts = AccuracyOptions(**options)
+    opts = AccuracyOptions(**{**ACCURACY_SEMANTICS[semantics], **options})
 
     def accuracy_reward(completions: Sequence[Any], answer: Sequence[Any] = _MISSING, **kwargs) -> list[float | None]:
         if answer is _MISSING:
             raise KeyError(f"{name} needs the dataset column 'answer' (the gold answer); the batch has: "
                            f"{', '.join(sorted(kwargs)) or 'no other columns'}")
         verdicts = accuracy_judgements(completions, answer, opts, pool=pool, name=name)
-        return [opts.unparseable_gold_score if v.correct is None else float(v.correct) for v in verdicts]
+        return [opts.unparseable_gold_score if v.correct is None else opts.error_score if v.status == "error"
+                else float(v.correct) for v in verdicts]
 
     accuracy_reward.__name__ = accuracy_reward.__qualname__ = name
-    accuracy_reward.options = asdict(opts)
+    accuracy_reward.options = {**asdict(opts), "semantics": semantics}
     accuracy_reward.__doc__ = _ACCURACY_DOC
     return accuracy_reward
 
 
-_ACCURACY_DOC = """1.0 when math-verify finds the response equivalent to the gold ``answer``, else 0.0; None: bad gold.
+_ACCURACY_DOC = """1.0 when math-verify finds the response equivalent to the gold ``answer``, else 0.0 (an
+    unparseable gold: 1.0 upstream, None in the kit's semantics).
 
     >>> accuracy_reward(["<think> 3*4=12 </think><answer> $12$ </answer>", "<answer> $13$ </answer>"],
     ...                 answer=["12", "$12$"])
@@ -241,23 +265,49 @@ accuracy_reward = make_accuracy_reward()
 # ---- Sokoban ----
 
 _THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
+SOKOBAN_REWARD_CLIP = 10.0  # OpenRLHF's reward_clip_range (-10, 10) (train_ppo_ray.py), applied to the total
+_UPSTREAM_WORDS = re.compile(r"\b\w[\w']*\b")  # sokoban_verifier.check_repeated_substrings' word pattern
 
 
 def action_shaping(n: int) -> float:
-    """LMM-R1's action-count term: 0.05 per action up to 20, then down to 0.8 at 50 (PAPER.md §4)."""
+    """LMM-R1's action-count term: 0.05 per action below 20, then ``1 - ((n - 20) / 30)^2 * 0.2`` (PAPER.md §4):
+    0.8 at 50 actions, 0.2 at 80, negative beyond ~87."""
     return 0.05 * n if n < 20 else 1.0 - ((n - 20) / 30) ** 2 * 0.2
 
 
-def thinking_bonus(think: str) -> float:
-    """0.001 per whitespace-separated word of more than one character, at most 0.2."""
-    return min(THINK_WORD_BONUS * sum(len(w) > 1 for w in think.split()), THINK_BONUS_CAP)
+def thinking_bonus(think: str, split_on_space: bool = True) -> float:
+    """0.001 per word of more than one character, at most 0.2. Upstream splits on single spaces
+    (``analyze.split(" ")``), so a newline joins two words into one; ``split_on_space=False`` splits on any
+    whitespace (the kit's variant)."""
+    words = think.split(" ") if split_on_space else think.split()
+    return min(THINK_WORD_BONUS * sum(len(w) > 1 for w in words), THINK_BONUS_CAP)
+
+
+def repeats_consecutively(text: str, max_run: int = REPEAT_MAX_RUN, max_k: int = REPEAT_MAX_K) -> bool:
+    """Upstream's ``check_repeated_substrings(text, 7, 5)``: True when some k-gram of words (k <= 5, words as
+    ``\\b\\w[\\w']*\\b`` of the lower-cased text) occurs more than ``max_run`` times back to back.
+
+    Back to back means each occurrence starts k words after the previous one, and the run is tracked per k-gram
+    from its latest occurrence: for "up up up" the 2-gram (up, up) starts at 0 and 1, which are not 2 apart, so
+    only k = 1 counts those runs (8 identical moves trip it, as do 8 copies of "up, down").
+    """
+    words = _UPSTREAM_WORDS.findall(text.lower())
+    for k in range(1, max_k + 1):
+        last: dict[tuple, tuple[int, int]] = {}
+        for s in range(len(words) - k + 1):
+            gram = tuple(words[s:s + k])
+            start, count = last.get(gram, (None, 0))
+            count = count + 1 if start == s - k else 1
+            last[gram] = (s, count)
+            if count > max_run:
+                return True
+    return False
 
 
 def has_repetition(text: str, max_k: int = REPEAT_MAX_K, max_run: int = REPEAT_MAX_RUN) -> bool:
-    """True when some k-gram of words (k <= max_k) appears more than ``max_run`` times in a row.
-
-    A k-gram repeated c times in a row is a stretch of (c - 1) * k positions where ``words[i] == words[i + k]``,
-    so each k costs one linear scan.
+    """The kit's variant: some k-gram of whitespace-separated words (k <= max_k) repeated more than ``max_run``
+    times in a row, overlapping runs included. A k-gram repeated c times in a row is a stretch of (c - 1) * k
+    positions where ``words[i] == words[i + k]``, so each k costs one linear scan.
     """
     words = text.split()
     for k in range(1, max_k + 1):
@@ -269,8 +319,33 @@ def has_repetition(text: str, max_k: int = REPEAT_MAX_K, max_run: int = REPEAT_M
     return False
 
 
-def sokoban_components(text: str, level: str) -> dict[str, float] | None:
-    """The Sokoban reward of one response, by component (they sum to the total); None if the format fails."""
+def _upstream_parts(text: str, level: str) -> dict[str, float] | None:
+    """``sokoban_verifier.py`` at dd143ad, line by line (verify_format, then verify_sokoban), then the clip."""
+    from lmm_r1.tasks import sokoban
+
+    if any(text.count(tag) != 1 for tag in ("<think>", "</think>", "<answer>", "</answer>")):
+        return None
+    acts_text = text.split("<answer>")[1].split("</answer>")[0].strip()
+    acts = [a.strip().lower() for a in acts_text.split(",")]
+    if not all(a in sokoban.MOVES for a in acts):
+        return None
+    actions = action_shaping(len(acts))  # every action given counts, not only the 50 simulated
+    repetition = 0.0
+    if repeats_consecutively(acts_text):  # on the move list: "Up, Up, ..." x 8 is a loop
+        repetition = min(0.0, actions - REPEAT_PENALTY) - actions  # the action bonus becomes min(0, bonus - 0.2)
+    rewards = sokoban.simulate(level, acts, max_steps=SOKOBAN_MAX_ACTIONS)
+    think = text.split("<think>")[1].split("</think>")[0].strip()
+    parts = {"task": max([0.0, *rewards]),  # best_reward starts at 0: never negative
+             "format": SOKOBAN_FORMAT_BONUS, "actions": actions, "thinking": thinking_bonus(think),
+             "repetition": repetition}
+    total = sum(parts.values())
+    parts["clip"] = min(max(total, -SOKOBAN_REWARD_CLIP), SOKOBAN_REWARD_CLIP) - total
+    return parts
+
+
+def _kit_parts(text: str, level: str) -> dict[str, float] | None:
+    """The kit's variant (builder versions <= 5): n capped at 50, the task term may be negative, repetition
+    looked for in the thinking (-0.2 off the total, floored at 0), no clip."""
     from lmm_r1.tasks import sokoban
 
     actions = sokoban.parse_actions(text)
@@ -281,11 +356,17 @@ def sokoban_components(text: str, level: str) -> dict[str, float] | None:
     m = _THINK.search(text)
     think = m.group(1) if m else ""
     parts = {"task": max(rewards) if rewards else 0.0, "format": SOKOBAN_FORMAT_BONUS, "actions": action_shaping(n),
-             "thinking": thinking_bonus(think), "repetition": 0.0}
+             "thinking": thinking_bonus(think, split_on_space=False), "repetition": 0.0, "clip": 0.0}
     if has_repetition(think):  # minus 0.2, floored at 0; a total already below 0 is left as it is
         subtotal = sum(parts.values())
         parts["repetition"] = -min(REPEAT_PENALTY, max(subtotal, 0.0))
     return parts
+
+
+def sokoban_components(text: str, level: str, semantics: str = "upstream") -> dict[str, float] | None:
+    """The Sokoban reward of one response, by component (they sum to the total); None if the format fails."""
+    _check_semantics(semantics)
+    return (_upstream_parts if semantics == "upstream" else _kit_parts)(text, level)
 
 
 def _levels(level: Any, n: int, name: str) -> Sequence[str]:
@@ -297,15 +378,13 @@ def _levels(level: Any, n: int, name: str) -> Sequence[str]:
     return level
 
 
-def _sokoban_parts(completions, level, name: str, count: bool) -> list[dict[str, float] | None]:
-    from lmm_r1.tasks import sokoban
-
+def _sokoban_parts(completions, level, name: str, count: bool, semantics: str) -> list[dict[str, float] | None]:
     levels = _levels(level, len(completions), name)
     texts = _texts(completions) if count else [completion_text(c) for c in completions]
     out = []
     for i, (text, lv) in enumerate(zip(texts, levels)):
         try:
-            out.append(sokoban_components(text, lv))
+            out.append(sokoban_components(text, lv, semantics))
         except ValueError as e:  # the format passed, so the level is bad: a data bug, named
             raise ValueError(f"{name}: column 'level', row {i}: {e}") from None
     if count:
@@ -313,35 +392,50 @@ def _sokoban_parts(completions, level, name: str, count: bool) -> list[dict[str,
         _count("train/reward/sokoban_format_failures", sum(p is None for p in out))
         _count("train/reward/sokoban_repetition_penalties", sum(p is not None and p["repetition"] < 0 for p in out))
         _count("train/reward/sokoban_truncated_actions", sum(
-            p is not None and len(sokoban.parse_actions(t)) > SOKOBAN_MAX_ACTIONS for p, t in zip(out, texts)))
+            p is not None and len(t.split("<answer>")[1].split(",")) > SOKOBAN_MAX_ACTIONS for p, t in zip(out, texts)))
+        _count("train/reward/sokoban_clipped", sum(p is not None and p["clip"] != 0 for p in out))
     return out
 
 
-def sokoban_reward(completions: Sequence[Any], level: Sequence[str] = _MISSING, **kwargs) -> list[float]:
-    """LMM-R1's Sokoban reward (PAPER.md §4), in the paper's order:
+def make_sokoban_reward(semantics: str = "upstream") -> Callable[..., list[float]]:
+    """LMM-R1's Sokoban reward with the given semantics ("upstream", the default, or "kit")."""
+    _check_semantics(semantics)
+
+    def sokoban_reward(completions: Sequence[Any], level: Sequence[str] = _MISSING, **kwargs) -> list[float]:
+        # rounded like simulate(): sums such as 11.452 compare exactly with hand-computed values
+        parts = _sokoban_parts(completions, level, "sokoban_reward", True, semantics)
+        return [round(sum(p.values()), 10) if p else 0.0 for p in parts]
+
+    sokoban_reward.__doc__ = _SOKOBAN_DOC
+    sokoban_reward.semantics = semantics
+    return sokoban_reward
+
+
+_SOKOBAN_DOC = """LMM-R1's Sokoban reward (PAPER.md §4). Upstream semantics (``sokoban_verifier.py`` at dd143ad):
 
     1. format: exactly one ``<think>``/``</think>``/``<answer>``/``</answer>`` each and every comma-separated
        item of the answer left/right/up/down (any case), else the total is 0.0;
-    2. task: simulate at most 50 actions on ``level``; the best cumulative env reward after any step;
-    3. + 0.5 for the format, + action shaping (n = actions given, at most 50: ``0.05 n`` below 20, else
-       ``1 - ((n - 20) / 30)^2 * 0.2``), + thinking length (0.001 per word of the ``<think>`` block, cap 0.2);
-    4. repetition: when a k-gram (k <= 5 words) of the ``<think>`` block appears more than 7 times in a row,
-       subtract 0.2, floored at 0 (a total already below 0 stays: the penalty never raises a reward).
+    2. task: simulate at most 50 actions on ``level``; the best cumulative env reward after any step, starting
+       from 0 (a wall bump alone leaves 0, never -0.1);
+    3. + 0.5 for the format, + action shaping over every action given (``0.05 n`` below 20, else
+       ``1 - ((n - 20) / 30)^2 * 0.2``: 80 actions give 0.2, 100 give -0.42), + thinking length (0.001 per
+       word of more than one character, words split on single spaces, cap 0.2);
+    4. repetition: when a k-gram (k <= 5 words) of the answer's move list occurs more than 7 times back to back,
+       the action bonus becomes ``min(0, bonus - 0.2)``;
+    5. the total is clipped to [-10, 10], as OpenRLHF clips every reward: a solved level counts 10.
 
-    Thinking length and repetition look at the ``<think>`` block only: the answer is a move list, where
-    "Up, Up, Up, ..." is a legitimate plan, not degenerate text.
+    The kit's variant (``make_sokoban_reward("kit")``) caps n at 50, keeps a negative task term, looks for
+    repetition in the thinking (-0.2 off the total, floored at 0) and does not clip.
 
     >>> sokoban_reward(["<think>push right</think><answer>Right</answer>"], level=["#####\\n#@$.#\\n#####"])
-    [11.452]
+    [10.0]
     """
-    # rounded like simulate(): sums such as 11.452 compare exactly with hand-computed values
-    parts = _sokoban_parts(completions, level, "sokoban_reward", count=True)
-    return [round(sum(p.values()), 10) if p else 0.0 for p in parts]
+sokoban_reward = make_sokoban_reward()
 
 
-def _component(key: str) -> Callable[..., list[float]]:
+def _component(key: str, semantics: str) -> Callable[..., list[float]]:
     def component(completions, level=_MISSING, **kwargs):
-        parts = _sokoban_parts(completions, level, f"sokoban_{key}", False)
+        parts = _sokoban_parts(completions, level, f"sokoban_{key}", False, semantics)
         return [p[key] if p else 0.0 for p in parts]
 
     component.__name__ = component.__qualname__ = f"sokoban_{key}"
@@ -349,30 +443,38 @@ def _component(key: str) -> Callable[..., list[float]]:
     return component
 
 
-sokoban_task = _component("task")
-sokoban_format = _component("format")
-sokoban_actions = _component("actions")
-sokoban_thinking = _component("thinking")
-sokoban_repetition = _component("repetition")
-SOKOBAN_COMPONENTS = (sokoban_task, sokoban_format, sokoban_actions, sokoban_thinking, sokoban_repetition)
+SOKOBAN_PARTS = ("task", "format", "actions", "thinking", "repetition", "clip")
 
 
-def reward_funcs(kind: str = "math", **options) -> tuple[list[Callable], list[float]]:
-    """TRL ``reward_funcs`` and ``reward_weights`` for a task kind.
+def sokoban_component_funcs(semantics: str = "upstream") -> tuple[Callable, ...]:
+    return tuple(_component(key, semantics) for key in SOKOBAN_PARTS)
+
+
+SOKOBAN_COMPONENTS = sokoban_component_funcs()
+sokoban_task, sokoban_format, sokoban_actions, sokoban_thinking, sokoban_repetition, sokoban_clip = SOKOBAN_COMPONENTS
+
+
+def reward_funcs(kind: str = "math", semantics: str = "upstream", **options) -> tuple[list[Callable], list[float]]:
+    """TRL ``reward_funcs`` and ``reward_weights`` for a task kind, with the edge cases of ``semantics``
+    ("upstream": the paper's code, the default of both ``follows`` modes; "kit": the kit's variants).
 
     "math": ``[format_reward, accuracy_reward]`` weighted ``[0.5, 1.0]`` (``format_weight`` overrides 0.5; the
     other options go to :func:`make_accuracy_reward`). "sokoban": ``sokoban_reward`` with weight 1.0, followed
     by its components with weight 0.0, so TRL logs them without counting them twice (``components=False``
     drops them).
     """
+    _check_semantics(semantics)
     if kind == "math":
         format_weight = options.pop("format_weight", FORMAT_WEIGHT)
-        acc = make_accuracy_reward(**options) if options else accuracy_reward
+        acc = make_accuracy_reward(semantics=semantics, **options) if options or semantics != "upstream" \
+            else accuracy_reward
         return [format_reward, acc], [float(format_weight), ACCURACY_WEIGHT]
     if kind == "sokoban":
         components = options.pop("components", True)
         if options:
             raise TypeError(f"reward_funcs('sokoban'): unknown option(s) {sorted(options)}; known: ['components']")
-        extra = list(SOKOBAN_COMPONENTS) if components else []
-        return [sokoban_reward, *extra], [1.0] + [0.0] * len(extra)
+        total = sokoban_reward if semantics == "upstream" else make_sokoban_reward(semantics)
+        extra = list(SOKOBAN_COMPONENTS if semantics == "upstream" else sokoban_component_funcs(semantics)) \
+            if components else []
+        return [total, *extra], [1.0] + [0.0] * len(extra)
     raise ValueError(f"unknown reward kind {kind!r}; choose 'math' or 'sokoban'")

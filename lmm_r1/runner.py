@@ -29,6 +29,56 @@ _TYPES: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "st
                                        "list": (list,), "dict": (dict,)}
 
 
+# What a student must never have to read in an executed notebook (``output_problems``).
+_RAW_REPR = re.compile(r"<(?:[A-Za-z_][\w.]*\.)?[A-Za-z_]\w* (?:object at 0x[0-9a-f]+|object|image mode=\w+ size=\d+x\d+)")
+_WARNING = re.compile(r"\b\w*Warning\b|\bwarn\(")
+_LOSS_TABLE = re.compile(r"<th>\s*Training Loss\s*</th>|<th>\s*Step\s*</th>")
+
+
+def _table_problems(text: str) -> list[str]:
+    """Markdown tables whose rows do not all have the header's column count (an unescaped ``|`` in a cell)."""
+    problems, rows = [], []
+    for line in text.splitlines() + [""]:
+        if line.startswith("|"):
+            rows.append(line)
+            continue
+        if len(rows) >= 2 and set(rows[1].replace("|", "").strip()) <= set("-: "):
+            counts = [len(re.split(r"(?<!\\)\|", r.strip().strip("|"))) for r in rows]
+            bad = [i for i, c in enumerate(counts) if c != counts[0]]
+            if bad:
+                problems.append(f"a markdown table whose row {bad[0]} has {counts[bad[0]]} cells, not {counts[0]}")
+        rows = []
+    return problems
+
+
+def output_problems(notebook: str | Path) -> list[str]:
+    """Defects in an executed notebook's outputs, each "cell N: what": error outputs, warnings on stderr, raw object
+    reprs where a picture or table should be, markdown tables that do not parse, per-step loss tables."""
+    import nbformat
+
+    nb = nbformat.read(str(notebook), as_version=4)
+    problems = []
+    for i, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []):
+            kind = out.get("output_type")
+            if kind == "error":
+                problems.append(f"cell {i}: error {out.get('ename')}: {out.get('evalue')}")
+                continue
+            if kind == "stream":
+                if out.get("name") == "stderr" and _WARNING.search(out.get("text", "")):
+                    problems.append(f"cell {i}: a warning on stderr: {out['text'].strip()[:160]}")
+                continue
+            data = out.get("data", {})
+            plain = data.get("text/plain", "")
+            if "text/html" not in data and "image/png" not in data and "text/markdown" not in data \
+                    and _RAW_REPR.search(plain):
+                problems.append(f"cell {i}: a raw object repr: {plain.strip()[:160]}")
+            if _LOSS_TABLE.search(data.get("text/html", "")):
+                problems.append(f"cell {i}: a per-step training-loss table")
+            problems += [f"cell {i}: {p}" for p in _table_problems(data.get("text/markdown", ""))]
+    return problems
+
+
 class RunError(RuntimeError):
     """A profile, parameter file or notebook problem, with a message that names the file (and key or cell)."""
 
@@ -123,6 +173,10 @@ def run_profile(profile: str, only: str | None = None, results_dir: str | Path |
             except PapermillExecutionError as e:
                 raise RunError(f"notebook {nb.name} failed in cell {e.cell_index} (In [{e.exec_count}]): "
                                f"{e.ename}: {e.evalue}\nthe partly executed notebook is kept at {out}") from None
+            problems = output_problems(out)
+            if problems:  # a notebook a student cannot read is a failed run too
+                raise RunError(f"notebook {nb.name} ran, but its outputs have {len(problems)} defect(s) "
+                               f"({out}):\n  " + "\n  ".join(problems))
             executed.append(out)
     finally:
         if saved is None:

@@ -12,13 +12,16 @@ write them once. No row is duplicated or lost.
 
 TRL's metric names are mapped onto the kit's one namespace (README "Metrics"), e.g. ``reward`` ->
 ``train/reward/total``, ``rewards/accuracy_reward/mean`` -> ``train/reward/accuracy``, ``kl`` -> ``train/kl``,
-``completions/mean_length`` -> ``train/completion_length``, ``clip_ratio/region_mean`` -> ``train/clip_ratio``.
+``completions/mean_length`` -> ``train/completion_length``, ``clip_ratio/region_mean`` -> ``train/clip_ratio``; the
+kit's estimator logs its k1 KL as ``kl_k1`` -> ``train/kl_k1`` (TRL's k3 ``train/kl`` appears with TRL's estimators).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
+import logging
 import math
 import os
 from pathlib import Path
@@ -50,6 +53,38 @@ _RENAMES = {
 }
 # Keys of the trainer's end-of-training summary: they describe the run, not a step.
 SUMMARY_KEYS = ("train_runtime", "train_samples_per_second", "train_steps_per_second", "total_flos", "train_loss")
+
+
+class _DropAlignNotice(logging.Filter):
+    """transformers' Trainer says the tokenizer's PAD/EOS "differ from the model config" for every Qwen2.5-VL
+    folder: the composite config keeps them in ``text_config``, where the tokenizer's agree (checked when the tiny
+    model is built). The notice is noise, once per run."""
+
+    def filter(self, record):
+        return "has new PAD/BOS/EOS tokens" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def quiet_libraries():
+    """While training: no "Loading weights" / "Writing model shards" / dataset "Map" bars from transformers and
+    datasets (the kit's own bar reports the run), and no tokenizer-alignment notice."""
+    from datasets.utils import logging as ds_logging
+    from transformers.utils import logging as hf_logging
+
+    hf_on, ds_on = hf_logging.is_progress_bar_enabled(), ds_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    ds_logging.disable_progress_bar()
+    notice = _DropAlignNotice()
+    logger = logging.getLogger("transformers.trainer_utils")
+    logger.addFilter(notice)
+    try:
+        yield
+    finally:
+        logger.removeFilter(notice)
+        if hf_on:
+            hf_logging.enable_progress_bar()
+        if ds_on:
+            ds_logging.enable_progress_bar()
 
 
 def reward_short_name(func_name: str) -> str:
@@ -205,7 +240,7 @@ class RewardProgress(ProgressCallback):
         if self.training_bar is None or not logs:
             return
         shown = {metric_name(k).removeprefix("train/reward/").removeprefix("train/"): v for k, v in logs.items()}
-        keys = ("total", "accuracy", "format", "kl")
+        keys = ("total", "accuracy", "format", "kl_k1", "kl")
         self.training_bar.set_postfix({k: f"{shown[k]:.3g}" for k in keys if isinstance(shown.get(k), float)},
                                       refresh=False)
 
@@ -271,8 +306,12 @@ def plot_curves(runs: dict[str, list[str | os.PathLike]], keys: list[str], *, ti
     import matplotlib.pyplot as plt
     import numpy as np
 
-    fig, axes = plt.subplots(1, len(keys), figsize=(3.4 * len(keys), 2.8), squeeze=False)
-    for ax, key in zip(axes[0], keys):
+    cols = min(3, len(keys))  # at most three panels a row: readable at JupyterLab's width
+    rows = -(-len(keys) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
+    for ax in axes.flat[len(keys):]:
+        ax.set_visible(False)
+    for ax, key in zip(axes.flat, keys):
         for label, dirs in runs.items():
             series = [dict(zip(*curve(load_metrics(d), key))) for d in dirs]
             steps = sorted(set().union(*series)) if series else []
@@ -283,12 +322,12 @@ def plot_curves(runs: dict[str, list[str | os.PathLike]], keys: list[str], *, ti
             ax.plot(steps, mean, label=label)
             if len(dirs) > 1:
                 ax.fill_between(steps, np.nanmin(values, axis=0), np.nanmax(values, axis=0), alpha=0.2)
-        ax.set_title(key.removeprefix("train/"), fontsize=9)
-        ax.set_xlabel("step", fontsize=8)
-        ax.tick_params(labelsize=7)
-    axes[0][0].legend(fontsize=7)
+        ax.set_title(key.removeprefix("train/"), fontsize=11)
+        ax.set_xlabel("step", fontsize=10)
+        ax.tick_params(labelsize=9)
+    axes[0][0].legend(fontsize=9)
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(title, fontsize=12)
     fig.tight_layout()
     return fig
 

@@ -36,39 +36,55 @@ import random
 import tempfile
 import time
 from collections import Counter
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 REPORT_FILE = "warm_start.json"
 
-# Phase 1, practice. Measured on arith alone, worked style, batch 16: held-out accuracy 0.16-0.23 (chance 0.15)
-# after 750 steps at lr 1e-3 or 3e-3, 0.92 after 1,876 steps at 1e-3; the training token accuracy leaves its
-# plateau between steps ~600 and ~1,300. Its rows go without a system prompt, ~5x shorter: ~95 s on 2 idle cores.
-PRACTICE_TASK = "arith"
-PRACTICE_ROWS = 15_000
-PRACTICE_EPOCHS = 2
-PRACTICE_LEARNING_RATE = 1e-3
 
-# Phase 2, the mixture. Training rows per task, all small because the build must stay within minutes on 2 CPU
-# cores (the CI builds it from scratch).
-TRAIN_ROWS = {"arith": 4000, "percept": 1300, "geometry": 1300, "sokoban": 1300}
-NO_SYSTEM_SHARE = 0.5  # rows trained without a system prompt (see training_rows)
-DIRECT_SHARE = {"arith": 0.5}  # rows of these tasks answered without working (the task's direct_completion)
-FORMAT_SLIP_SHARE = 0.25  # math rows with a newline between </think> and <answer> (fails the strict format)
-FORMAT_SLIP = "\n"
-# Phase 3, looking. Measured from the phase-2 model (200 held-out rows, greedy): percept 0.195 -> 0.325, 0.21 with
-# the images shuffled between rows, whose completions changed on 180 of 200 rows (none before). Percept rows alone
-# (8,000, lr 1e-3) also taught looking (0.29) but undid the rest (arith 0.10, Sokoban format 0); 4,000 more
-# percept rows inside phase 2 did not teach it (185 of 200 completions unchanged by shuffling).
-LOOK_ROWS = {"arith": 2000, "percept": 8000, "geometry": 1000, "sokoban": 1000}
-LOOK_LEARNING_RATE = 1e-3
+@dataclass(frozen=True)
+class Phase:
+    """One supervised phase of the warm start: which rows, how they are written, how they are trained."""
+
+    name: str
+    rows: dict[str, int]
+    """Training rows per task (``lmm_r1.tasks.TASKS`` names)."""
+    learning_rate: float
+    epochs: int = 1
+    no_system_share: float = 0.5
+    """Rows without a system prompt (the baseline's prompt; ~120 tokens shorter, so cheaper)."""
+    direct_share: dict[str, float] = field(default_factory=dict)
+    """Per task, rows answered directly (the task's ``direct_completion``: no working)."""
+    slip_share: float = 0.0
+    """Math rows with a newline between ``</think>`` and ``<answer>`` (the strict format reward gives 0)."""
+    seed_offset: int = 0
+    """Added to the build seed for this phase's rows: a second pass of a task gets other problems."""
+
+
+# Phase 1, practice (the pre-training stand-in): arith's worked style only, text, no system prompt. Measured
+# (batch 16, lr 1e-3, seed 0): the model learns to copy the expression at ~300 steps and the 98 facts at ~600; 1,376
+# steps leave a 2x margin. Text rows train on SFTTrainer's pre-tokenized path: ~0.07 s a step on 2 cores.
+PRACTICE = Phase("practice", rows={"arith": 10000}, learning_rate=1e-3, epochs=2, no_system_share=1.0)
+# Phase 2, reading: percept's worked style only, half the rows with the system prompt, in two passes (a cosine
+# cycle at lr 1e-3, then one at 2e-3 on other problems). Reading the four digits is learned here, before any direct
+# answer is seen, and the mixture keeps it (measured: 1.0 before, 1.0 after). One pass of 250 steps was not enough
+# on every build: from one practised model it read every held-out row, from two others 36-45% of the digits; a
+# second pass at 1e-3 reached 83%, at 2e-3 99.75% (seed 0, 100 held-out rows). Mixed into phase 3 from the start,
+# 500 steps left reading at 0.5%.
+READING = Phase("reading", rows={"percept": 4000}, learning_rate=1e-3, no_system_share=0.5)
+READING_AGAIN = Phase("reading_again", rows={"percept": 4000}, learning_rate=2e-3, no_system_share=0.5,
+                      seed_offset=1)
+# Phase 3, the mixture (the instruction-tuning stand-in): every task, half the rows with the system prompt, and the
+# two habits of real base models written in: most arith and percept rows answer directly (the expression restated,
+# no working, which the model cannot compute), a quarter of every math task's rows slip on the format.
+MIXTURE = Phase("mixture", rows={"arith": 1500, "percept": 2000, "geometry": 500, "sokoban": 500},
+                learning_rate=1e-3, no_system_share=0.5, direct_share={"arith": 0.65, "percept": 0.65},
+                slip_share=0.25)
+PHASES = (PRACTICE, READING, READING_AGAIN, MIXTURE)
 EVAL_ROWS = 200  # held-out rows per task for the recorded accuracy: +-3.5% standard error at 10%
-EPOCHS = 1
-BATCH_SIZE = 16  # more, smaller steps: the copy circuits need steps more than they need rows per step
-# Phase 2's step, measured from the practised model: 3e-3 undid the practice (the worked style's sampled held-out
-# accuracy fell to 0.19), 1e-3 kept it (0.65) but taught the image tasks less (percept 0.155); 2e-3 kept it (0.69).
-LEARNING_RATE = 2e-3
-MAX_NEW_TOKENS = 64  # longest perfect completion is ~45 tokens
-
+BATCH_SIZE = 16
+MAX_NEW_TOKENS = 64  # longest perfect completion is ~50 tokens
+FORMAT_SLIP = "\n"
 
 def _slip(completion: str) -> str:
     """The base-model format slip: whitespace between ``</think>`` and ``<answer>`` (format reward 0)."""
@@ -84,48 +100,41 @@ def _features(ds):
                               "images": datasets.List(datasets.Image())})
 
 
-def practice_rows(seed: int = 0, n: int = PRACTICE_ROWS):
-    """Phase 1's data: ``n`` train rows of the FRE task with their worked completions and no system prompt."""
-    return training_rows(seed, {PRACTICE_TASK: n}, no_system_share=1.0, direct_share={}, slip_share=0.0)[0]
-
-
-def training_rows(seed: int = 0, rows: dict[str, int] | None = None, no_system_share: float = NO_SYSTEM_SHARE,
-                  direct_share: dict[str, float] | None = None, slip_share: float = FORMAT_SLIP_SHARE):
-    """The data of a phase: every task's train split with its gold completion, shuffled, one dataset; the gold answers
-    per task (for the constant-answer baselines); and what each row got, per task (``styles``: counts of
+def phase_rows(phase: Phase, seed: int = 0):
+    """The data of a phase: every task's train split with its gold completion, shuffled, one dataset; the gold
+    answers per task (for the constant-answer baselines); and what each row got, per task (``styles``: counts of
     ``worked``, ``direct`` and ``slipped`` rows).
 
-    A share of each task's rows has no system prompt (the baseline's prompt): the model then answers in format
-    with or without it, and those rows are ~120 tokens shorter, so the same budget trains on more of them. In
-    ``direct_share`` of a task's rows the completion answers without working; in ``slip_share`` of every math
-    task's rows the format slips (exact counts, rows chosen at random, seeded). Text rows get an empty ``images``
-    list so that text and image rows share one schema (TRL's vision collator takes a batch with no images at
-    all, or one image list per row).
+    Exact counts, rows chosen at random (seeded): ``no_system_share`` of each task's rows lose their system
+    prompt, ``direct_share[task]`` answer without working, ``slip_share`` of every math task's rows slip on the
+    format. Text rows get an empty ``images`` list so that text and image rows share one schema (TRL's vision
+    collator takes a batch with no images at all, or one image list per row).
     """
     import datasets
 
     from lmm_r1.tasks import TASKS
 
-    direct_share = DIRECT_SHARE if direct_share is None else direct_share
     parts, answers, styles = [], {}, {}
-    for name, n in (rows or TRAIN_ROWS).items():
+    for name, n in phase.rows.items():
         task = TASKS[name]
-        ds = task.make_dataset("train", n, seed=seed)
+        if phase.direct_share.get(name) and not hasattr(task, "direct_completion"):
+            raise ValueError(f"phase {phase.name!r}: direct_share names task {name!r}, which has no "
+                             "direct_completion")
+        ds = task.make_dataset("train", n, seed=seed + phase.seed_offset)
         answers[name] = ds["answer"]
-        rng = random.Random(f"warmstart/{name}/{seed}")
-        if direct_share.get(name) and not hasattr(task, "direct_completion"):
-            raise ValueError(f"direct_share names task {name!r}, which has no direct_completion")
-        n_direct = int(round(n * direct_share.get(name, 0.0)))
-        n_slip = int(round(n * slip_share)) if task.REWARD == "math" else 0
+        rng = random.Random(f"warmstart/{phase.name}/{name}/{seed}")
+        n_direct = int(round(n * phase.direct_share.get(name, 0.0)))
+        n_slip = int(round(n * phase.slip_share)) if task.REWARD == "math" else 0
+        n_bare = int(round(n * phase.no_system_share))
         direct, slipped = set(rng.sample(range(n), n_direct)), set(rng.sample(range(n), n_slip))
-        completions = []
+        bare = set(rng.sample(range(n), n_bare))
+        completions, prompts = [], []
         for i, row in enumerate(ds):
             text = task.direct_completion(row) if i in direct else task.perfect_completion(row)
             completions.append([{"role": "assistant", "content": _slip(text) if i in slipped else text}])
-        styles[name] = {"worked": n - n_direct, "direct": n_direct, "slipped": n_slip}
-        n_bare = int(round(n * no_system_share))
-        prompts = [row[1:] if i < n_bare and row[0]["role"] == "system" else row
-                   for i, row in enumerate(ds["prompt"])]
+            prompt = row["prompt"]
+            prompts.append(prompt[1:] if i in bare and prompt[0]["role"] == "system" else prompt)
+        styles[name] = {"worked": n - n_direct, "direct": n_direct, "slipped": n_slip, "no_system": n_bare}
         columns = {"prompt": prompts, "completion": completions,
                    "images": ds["images"] if "images" in ds.column_names else [[] for _ in range(len(ds))]}
         parts.append(datasets.Dataset.from_dict(columns, features=_features(ds)))
@@ -156,41 +165,83 @@ def baselines(task, train_answers: list[str], test, pairs: int = 20_000, seed: i
             "majority": gold[majority] / n_test}
 
 
+def _mean(values) -> float | None:
+    values = list(values)
+    return sum(values) / len(values) if values else None
+
+
+def _worked(text: str) -> bool:
+    """A completion that works the problem out: a reduction step (``a + b ≡ c``) inside its thinking."""
+    from lmm_r1.tasks.arith import CONGRUENT
+
+    return CONGRUENT in text.split("</think>")[0]
+
+
 def evaluate_tasks(model, processor, seed: int = 0, n: int = EVAL_ROWS, progress: bool = False,
                    train_answers: dict[str, list[str]] | None = None) -> dict:
     """Held-out accuracy and format rate per task (greedy), scored as ``lmm-r1 eval`` scores the task sets
-    (``lmm_r1.evaluate.score``: math-verify accuracy, or the Sokoban solve rate and reward).
+    (``lmm_r1.evaluate.score``: math-verify accuracy, or the Sokoban solve rate and reward), and the properties
+    the toy replication relies on (``data_cards/tiny_model.md``, "Properties"):
+
+    - for the tasks with a direct style (arith, percept), one completion per row sampled at temperature 1
+      (seeded): how often it works the problem out, and its accuracy when it does and when it answers directly;
+    - for percept, how often the greedy completion reads the image right (its restated expression is the row's),
+      and with the images shuffled between rows (each row gets its neighbour's): the share of changed completions,
+      how often the row's own expression is still restated, and the greedy and sampled accuracy. Greedy, the model
+      answers at once with a near-constant guess, so it is the sampled accuracy, where problems get worked out,
+      that shows the answers following the image.
 
     ``train_answers`` (per task) give the baselines; without them, 4n train rows are drawn.
     """
+    import torch
+
     from lmm_r1.evalsets import load_items
     from lmm_r1.evaluate import score
     from lmm_r1.generation import generate
-    from lmm_r1.tasks import TASKS
+    from lmm_r1.tasks import TASKS, percept
 
-    def mean(values):
-        values = list(values)
-        return sum(values) / len(values)
+    def run(items, images, temperature=0.0, desc=""):
+        return generate(model, processor, [it.prompt for it in items], images, max_new_tokens=MAX_NEW_TOKENS,
+                        batch_size=50, temperature=temperature, progress=progress, desc=desc)
 
     report = {}
     for name, task in TASKS.items():
         items, _ = load_items(name, n=n, seed=seed)  # the test split, with the system prompt the task trains with
-        if train_answers and name in train_answers:
-            golds = train_answers[name]
-        else:
-            golds = task.make_dataset("train", 4 * n, seed=seed)["answer"]
-        texts = generate(model, processor, [it.prompt for it in items], [it.images for it in items],
-                         max_new_tokens=MAX_NEW_TOKENS, batch_size=32, progress=progress,
-                         desc=f"warm-start eval {name}")
+        images = [it.images for it in items]
+        golds = (train_answers or {}).get(name) or task.make_dataset("train", 4 * n, seed=seed)["answer"]
+        texts = run(items, images, desc=f"warm-start eval {name}")
         records = score(name, items, texts)
         test = {"answer": [it.answer for it in items], "level": [it.level for it in items]}
-        report[name] = {"accuracy": mean(r.correct for r in records), "format": mean(r.format_ok for r in records),
-                        **baselines(task, golds, test), "n": len(items), "sample": texts[0]}
+        r = report[name] = {"accuracy": _mean(rec.correct for rec in records),
+                            "format": _mean(rec.format_ok for rec in records),
+                            **baselines(task, golds, test), "n": len(items), "sample": texts[0]}
         if task.REWARD == "sokoban":  # the mean reward, and what the perfect answers would earn
             perfect = score(name, items, [task.perfect_completion({"answer": it.answer, "level": it.level})
                                           for it in items])
-            report[name].update(mean_reward=mean(r.reward for r in records),
-                                max_reward=mean(r.reward for r in perfect))
+            r.update(mean_reward=_mean(rec.reward for rec in records),
+                     max_reward=_mean(rec.reward for rec in perfect))
+        if hasattr(task, "direct_completion"):
+            torch.manual_seed(seed)
+            sampled = score(name, items, run(items, images, temperature=1.0, desc=f"sampled {name}"))
+            worked = [_worked(rec.completion) for rec in sampled]
+            r.update(sampled_accuracy=_mean(rec.correct for rec in sampled),
+                     sampled_format=_mean(rec.format_ok for rec in sampled),
+                     sampled_worked=_mean(worked),
+                     sampled_accuracy_worked=_mean(rec.correct for rec, w in zip(sampled, worked) if w),
+                     sampled_accuracy_direct=_mean(rec.correct for rec, w in zip(sampled, worked) if not w),
+                     greedy_worked=_mean(_worked(t) for t in texts))
+        if name == percept.NAME:
+            truth = task.make_dataset("test", n, seed=seed)["expression"]  # the rows load_items made
+            r["reading"] = _mean(percept.read_expression(t) == e for t, e in zip(texts, truth))
+            shuffled = images[1:] + images[:1]  # every row gets its neighbour's image: none keeps its own
+            moved = run(items, shuffled, desc="percept, images shuffled")
+            r["shuffled_accuracy"] = _mean(rec.correct for rec in score(name, items, moved))
+            r["shuffled_changed"] = _mean(a != b for a, b in zip(texts, moved))
+            # the row's own digits are no longer in the image: a model that reads restates the neighbour's
+            r["shuffled_reading"] = _mean(percept.read_expression(t) == e for t, e in zip(moved, truth))
+            torch.manual_seed(seed)
+            moved_sampled = score(name, items, run(items, shuffled, temperature=1.0, desc="shuffled, sampled"))
+            r["shuffled_sampled_accuracy"] = _mean(rec.correct for rec in moved_sampled)
     return report
 
 
@@ -204,10 +255,13 @@ def report_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _sft(model, processor, train, *, seed: int, epochs: int, learning_rate: float, progress: bool):
+def _sft(model, processor, train, *, seed: int, epochs: int, learning_rate: float, progress: bool,
+         text_only: bool = False):
     """One supervised phase with TRL's SFTTrainer; returns its TrainOutput."""
     from trl import SFTConfig, SFTTrainer
 
+    if text_only:  # SFTTrainer then tokenizes once up front instead of in every batch: ~3x faster steps
+        train = train.remove_columns("images")
     with tempfile.TemporaryDirectory() as out:
         args = SFTConfig(
             output_dir=out, use_cpu=True, bf16=False, seed=seed, data_seed=seed,
@@ -218,15 +272,23 @@ def _sft(model, processor, train, *, seed: int, epochs: int, learning_rate: floa
             report_to="none", save_strategy="no", logging_steps=25, disable_tqdm=not progress,
             dataloader_num_workers=0,
         )
-        return SFTTrainer(model=model, args=args, train_dataset=train, processing_class=processor).train()
+        from transformers import PrinterCallback
+
+        from lmm_r1.training_log import quiet_libraries
+
+        with quiet_libraries():  # no tokenizing bars, no printed loss dict every 25 steps: the phases are logged
+            trainer = SFTTrainer(model=model, args=args, train_dataset=train, processing_class=processor)
+            if not progress:
+                trainer.remove_callback(PrinterCallback)
+            return trainer.train()
 
 
-def warm_start(model_dir: str | Path, seed: int = 0, rows: dict[str, int] | None = None, epochs: int = EPOCHS,
-               eval_rows: int = EVAL_ROWS, practice: int = PRACTICE_ROWS,
-               look: dict[str, int] | None = LOOK_ROWS, progress: bool = False) -> dict:
-    """Fine-tune the model in ``model_dir`` in place: practice (``practice`` rows; 0 skips it), the mixture
-    (``rows`` per task), looking (``look`` rows per task; empty or None skips it); return (and save) the
-    report."""
+def warm_start(model_dir: str | Path, seed: int = 0, phases: tuple[Phase, ...] = PHASES, eval_rows: int = EVAL_ROWS,
+               progress: bool = False, log=None) -> dict:
+    """Fine-tune the model in ``model_dir`` in place, phase by phase; return (and save) the report.
+
+    ``log`` (a callable taking one line) is told when each phase starts and ends: a build takes minutes."""
+    say = log or (lambda line: None)
     import torch
     from transformers import set_seed
 
@@ -237,37 +299,30 @@ def warm_start(model_dir: str | Path, seed: int = 0, rows: dict[str, int] | None
     set_seed(seed)
     model = load_model(model_dir, dtype=torch.float32)
     processor = load_processor(model_dir)
-    practice_steps, practice_s = 0, 0.0
-    if practice:
-        result = _sft(model, processor, practice_rows(seed, practice), seed=seed, epochs=PRACTICE_EPOCHS,
-                      learning_rate=PRACTICE_LEARNING_RATE, progress=progress)
-        practice_steps, practice_s = result.global_step, time.perf_counter() - start
-    train, train_answers, styles = training_rows(seed, rows)
-    data_s = time.perf_counter() - start - practice_s
-    result = _sft(model, processor, train, seed=seed, epochs=epochs, learning_rate=LEARNING_RATE,
-                  progress=progress)
-    train_s = time.perf_counter() - start - practice_s - data_s
-    look_steps, look_styles, look_s = 0, {}, 0.0
-    if look:
+    done, train_answers = [], {}
+    for i, phase in enumerate(phases, 1):
         t = time.perf_counter()
-        looking, _, look_styles = training_rows(seed, look)
-        look_steps = _sft(model, processor, looking, seed=seed, epochs=1, learning_rate=LOOK_LEARNING_RATE,
-                          progress=progress).global_step
-        look_s = time.perf_counter() - t
+        say(f"warm start, phase {i}/{len(phases)} ({phase.name}): {sum(phase.rows.values())} rows ...")
+        rows, answers, styles = phase_rows(phase, seed)
+        data_s = time.perf_counter() - t
+        from lmm_r1.tasks import TASKS
+
+        result = _sft(model, processor, rows, seed=seed, epochs=phase.epochs, learning_rate=phase.learning_rate,
+                      progress=progress, text_only=all(TASKS[t].MODALITY == "text" for t in phase.rows))
+        train_answers.update(answers)
+        done.append({**asdict(phase), "styles": styles, "steps": result.global_step,
+                     "final_train_loss": result.training_loss, "data_seconds": round(data_s, 1),
+                     "seconds": round(time.perf_counter() - t, 1)})
+        say(f"warm start, phase {i}/{len(phases)} ({phase.name}): {result.global_step} steps, "
+            f"{time.perf_counter() - t:.0f} s")
+    train_s = time.perf_counter() - start
     model.save_pretrained(model_dir)
     save_processor(processor, model_dir)
+    say(f"warm start: held-out evaluation, {eval_rows} rows per task ...")
     tasks = evaluate_tasks(model, processor, seed=seed, n=eval_rows, progress=progress, train_answers=train_answers)
     report = {
-        "seed": seed,
-        "practice": {"task": PRACTICE_TASK, "rows": practice, "epochs": PRACTICE_EPOCHS,
-                     "learning_rate": PRACTICE_LEARNING_RATE, "steps": practice_steps,
-                     "seconds": round(practice_s, 1)},
-        "rows": dict(rows or TRAIN_ROWS), "styles": styles, "epochs": epochs, "batch_size": BATCH_SIZE,
-        "learning_rate": LEARNING_RATE, "steps": result.global_step, "final_train_loss": result.training_loss,
-        "look": {"rows": dict(look or {}), "styles": look_styles, "epochs": 1, "learning_rate": LOOK_LEARNING_RATE,
-                 "steps": look_steps, "seconds": round(look_s, 1)},
-        "data_seconds": round(data_s, 1), "train_seconds": round(train_s, 1),
-        "total_seconds": round(time.perf_counter() - start, 1),
+        "seed": seed, "torch_threads": torch.get_num_threads(), "batch_size": BATCH_SIZE, "phases": done,
+        "train_seconds": round(train_s, 1), "total_seconds": round(time.perf_counter() - start, 1),
         "held_out": tasks,
     }
     (model_dir / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")

@@ -32,8 +32,15 @@ def random_tiny_model(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def tiny_model():
-    """The default, warm-started tiny model from the cache (built once per machine, then reused)."""
+def tiny_model(request):
+    """The default, warm-started tiny model from the cache (built once per machine, then reused). A build takes
+    minutes, so its phases are reported on the terminal as they go, past pytest's output capture."""
     from lmm_r1.models import build_tiny_model
 
-    return build_tiny_model(seed=0)
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+
+    def log(line: str) -> None:
+        with capture.global_and_fixture_disabled():
+            print(f"\n[tiny model] {line}", flush=True)
+
+    return build_tiny_model(seed=0, log=log)

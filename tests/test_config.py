@@ -9,18 +9,20 @@ import pytest
 from lmm_r1.config import (ConfigError, StageConfig, all_presets, canonical_stage, field_docs, from_dict,
                            parse_value, preset, to_dict)
 
-# PAPER.md §3, typed in by hand from the table (not read from config.py):
+# PAPER.md §3, typed in by hand from the table (not read from config.py); the script column as the released
+# scripts have it at the paper-time commit dd143ad (examples/scripts/lmm_r1/train_*.sh), which for MGT-PerceReason
+# is --init_kl_coef 0.0 and --generate_max_len 8000 where PAPER.md's table says 1e-3 and 8192.
 # stage: (prompts per rollout paper/script, episodes paper/script, max generation paper/script,
-#         actor lr paper/script, KL coef, critic lr)
+#         actor lr paper/script, KL coef paper/script, critic lr)
 PAPER_TABLE = {
-    "fre_text": ((128, 256), (1, 2), (8192, 4096), (1e-6, 4e-7), 1e-3, 9e-6),
-    "fre_multi": ((256, 256), (2, 2), (8192, 4096), (1e-6, 1e-6), 1e-3, 9e-6),
-    "mgt_geometry": ((256, 256), (2, 2), (8192, 4096), (4e-7, 1e-6), 1e-3, 9e-6),
-    "mgt_percept": ((256, 256), (2, 2), (8192, 8192), (4e-7, 4e-7), 1e-3, None),
-    "mgt_sokoban": ((128, 128), (4, 4), (8192, 8196), (1e-6, 1e-6), 0.0, 5e-6),
+    "fre_text": ((128, 256), (1, 2), (8192, 4096), (1e-6, 4e-7), (1e-3, 1e-3), 9e-6),
+    "fre_multi": ((256, 256), (2, 2), (8192, 4096), (1e-6, 1e-6), (1e-3, 1e-3), 9e-6),
+    "mgt_geometry": ((256, 256), (2, 2), (8192, 4096), (4e-7, 1e-6), (1e-3, 1e-3), 9e-6),
+    "mgt_percept": ((256, 256), (2, 2), (8192, 8000), (4e-7, 4e-7), (1e-3, 0.0), None),
+    "mgt_sokoban": ((128, 128), (4, 4), (8192, 8196), (1e-6, 1e-6), (0.0, 0.0), 5e-6),
     # Direct-RL: "the same RL on the same domain, from the base model" (PAPER.md §1)
-    "direct_rl_geometry": ((256, 256), (2, 2), (8192, 4096), (4e-7, 1e-6), 1e-3, 9e-6),
-    "direct_rl_sokoban": ((128, 128), (4, 4), (8192, 8196), (1e-6, 1e-6), 0.0, 5e-6),
+    "direct_rl_geometry": ((256, 256), (2, 2), (8192, 4096), (4e-7, 1e-6), (1e-3, 1e-3), 9e-6),
+    "direct_rl_sokoban": ((128, 128), (4, 4), (8192, 8196), (1e-6, 1e-6), (0.0, 0.0), 5e-6),
 }
 PAPER_STAGES = list(PAPER_TABLE)
 
@@ -38,16 +40,22 @@ def test_paper_preset_matches_the_table(stage, follows):
     assert cfg.num_episodes == episodes[i]
     assert cfg.max_completion_length == max_gen[i]
     assert cfg.learning_rate == lr[i]
-    assert cfg.beta == kl
+    assert cfg.beta == kl[i]
     assert cfg.critic_learning_rate == critic_lr
+    # OpenRLHF: train_batch_size (samples) = the rollout's prompt count, so prompts x 16 / train batch = 16 steps
+    assert cfg.updates_per_rollout == 16 and cfg.completions_per_update == prompts[i]
 
 
 @pytest.mark.parametrize("stage", PAPER_STAGES)
 def test_paper_preset_shared_recipe(stage):
     cfg = preset(stage, "paper")
-    # PAPER.md §2: clip 0.2, one update per rollout, Adam (0.9, 0.95), grad clip 1.0, cosine to 0.1*lr,
+    # PAPER.md §2: clip 0.2, 16 optimizer steps per rollout, Adam (0.9, 0.95), grad clip 1.0, cosine to 0.1*lr,
     # warm-up 0.03, seed 42, bf16, vLLM colocated with util 0.5 and sleep mode
-    assert (cfg.epsilon, cfg.updates_per_rollout, cfg.adam_beta1, cfg.adam_beta2) == (0.2, 1, 0.9, 0.95)
+    assert (cfg.epsilon, cfg.updates_per_rollout, cfg.adam_beta1, cfg.adam_beta2) == (0.2, 16, 0.9, 0.95)
+    # paper-time OpenRLHF: REINFORCE++-baseline with k1 KL in the reward, per-sequence token mean, no vLLM IS weight
+    assert (cfg.algorithm, cfg.loss_type, cfg.vllm_importance_sampling) == ("reinforce_pp_baseline", "grpo", "off")
+    assert cfg.reward_semantics == "upstream"
+    assert cfg.kl_placement == ("none" if "sokoban" in stage else "k1 in the reward")
     assert (cfg.max_grad_norm, cfg.min_lr_ratio, cfg.warmup_ratio, cfg.seed) == (1.0, 0.1, 0.03, 42)
     assert cfg.bf16 and cfg.use_vllm and cfg.vllm_mode == "colocate" and cfg.vllm_enable_sleep_mode
     assert cfg.vllm_gpu_memory_utilization == 0.5
@@ -80,9 +88,12 @@ def test_stage_shape(stage, which):
 
 
 def test_algorithm_mapping():
-    # PAPER.md §2: REINFORCE++-baseline ~ scale_rewards="batch", GRPO = "group", Dr.GRPO = "none"
-    for algorithm, scale in (("reinforce_pp_baseline", "batch"), ("grpo", "group"), ("dr_grpo", "none")):
+    # OpenRLHF's REINFORCE++-baseline starts from TRL's unscaled group-mean advantages (lmm_r1.trainer whitens them);
+    # TRL's own: batch std ("trl_batch_std"), GRPO = "group", Dr.GRPO = "none"
+    for algorithm, scale in (("reinforce_pp_baseline", "none"), ("trl_batch_std", "batch"), ("grpo", "group"),
+                             ("dr_grpo", "none")):
         assert preset("fre_text", "tiny", algorithm=algorithm).scale_rewards == scale
+    assert preset("fre_text", "tiny", algorithm="grpo").kl_placement == "k3 in the loss"
     # what upstream ran: REINFORCE++-baseline in the FRE-Text script, PPO for MGT-Geo's script and the paper
     assert "REINFORCE++" in preset("fre_text", "paper", follows="scripts").upstream_algorithm
     assert "PPO" in preset("mgt_geometry", "paper", follows="scripts").upstream_algorithm
@@ -161,15 +172,19 @@ def test_trl_mapping():
 
     cfg = preset("fre_text", "paper", follows="scripts")
     args = grpo_args(cfg, "/tmp/unused", [0.5, 1.0], processes=8)
-    assert args.scale_rewards == "batch" and args.beta == 1e-3 and args.epsilon == 0.2
-    assert args.loss_type == "dapo" and args.num_iterations == 1
+    assert args.scale_rewards == "none" and args.beta == 1e-3 and args.epsilon == 0.2
+    assert args.loss_type == "grpo" and args.num_iterations == 1
+    assert args.vllm_importance_sampling_correction is False  # TRL's default is True
     assert str(args.lr_scheduler_type.value) == "cosine_with_min_lr"
     assert args.lr_scheduler_kwargs == {"min_lr_rate": 0.1} and args.warmup_steps == 0.03
     assert (args.adam_beta1, args.adam_beta2, args.max_grad_norm, args.learning_rate) == (0.9, 0.95, 1.0, 4e-7)
     assert (args.temperature, args.top_p, args.top_k, args.max_completion_length) == (1.0, 1.0, 0, 4096)
     assert args.num_generations == 16 and args.generation_batch_size == 256 * 16
-    # 4096 completions per update over 8 GPUs x 4 per pass = 128 accumulation steps: one update per rollout
-    assert args.per_device_train_batch_size == 4 and args.gradient_accumulation_steps == 128
+    # 4096 completions per rollout / 16 updates = 256 per update, over 8 GPUs x 4 per pass = 8 accumulation steps;
+    # TRL then generates every 8 x 16 = 128 micro-steps and computes old log-probs (the clip acts)
+    assert args.per_device_train_batch_size == 4 and args.gradient_accumulation_steps == 8
+    # (TRL derives steps_per_generation = generation batch / (per-device batch x world size) at launch)
+    assert args.generation_batch_size // (args.per_device_train_batch_size * 8) == 8 * 16
     assert args.use_vllm and args.vllm_mode == "colocate" and args.vllm_enable_sleep_mode
     assert args.vllm_max_model_length == 4096 + 4096 and args.bf16
 
@@ -177,17 +192,23 @@ def test_trl_mapping():
 def test_batch_that_the_world_size_cannot_split():
     from lmm_r1.grpo import gradient_accumulation_steps
 
-    cfg = preset("fre_text", "paper")  # 2048 completions per update
-    assert gradient_accumulation_steps(cfg, 8) == 64
+    cfg = preset("fre_text", "paper")  # 2048 completions per rollout, 128 per update
+    assert gradient_accumulation_steps(cfg, 8) == 4
+    assert gradient_accumulation_steps(cfg, 4) == 8  # the README's server layout: 4 training processes
     with pytest.raises(ConfigError, match="7 process"):
         gradient_accumulation_steps(cfg, 7)
 
 
-def test_follows_switches_the_reward_edge_cases():
-    # PAPER.md §4: the released code scored an unparseable gold 1.0 and called verify(answer, gold)
-    scripts = preset("fre_text", "paper", follows="scripts")
-    assert (scripts.unparseable_gold_score, scripts.verify_order) == (1.0, "upstream")
-    paper = preset("fre_text", "paper", follows="paper")
-    assert (paper.unparseable_gold_score, paper.verify_order) == (None, "gold_first")
+def test_paper_presets_use_the_upstream_reward_edge_cases():
+    # the code behind the paper's numbers (math_verifier.py, sokoban_verifier.py at dd143ad), in both columns
+    from lmm_r1.grpo import reward_setup
+
+    for follows in ("paper", "scripts"):
+        funcs, _ = reward_setup(preset("fre_text", "paper", follows=follows))
+        assert funcs[1].options["verify_order"] == "upstream" and funcs[1].options["unparseable_gold_score"] == 1.0
+        assert funcs[1].options["error_score"] == 1.0
+        assert reward_setup(preset("mgt_sokoban", "paper", follows=follows))[0][0].semantics == "upstream"
+    kit = reward_setup(preset("fre_text", "paper", reward_semantics="kit"))[0][1]
+    assert (kit.options["verify_order"], kit.options["unparseable_gold_score"]) == ("gold_first", None)
     # PAPER.md §6: 11,500 generated Sokoban levels
     assert preset("mgt_sokoban", "paper").train_size == 11_500

@@ -69,14 +69,15 @@ def test_choice_scoring_marks_only_the_gold_letter():
     assert records[-1].error == "empty completion"
 
 
-# (completion, solved, reward): reward by hand from PAPER.md §4 on LEVEL
+# (completion, solved, reward): reward by hand from the upstream rules (sokoban_verifier.py at dd143ad) on LEVEL
 SOKOBAN_CASES = [
-    # push onto the target: task 10.9 (-0.1 + 1 + 10) + format 0.5 + 1 action 0.05 + 2 think words 0.002
-    ("<think>push right</think><answer>Right</answer>", True, 11.452),
-    # bump the wall: task -0.1 + 0.5 + 0.05 + 0.002 ("go", "left")
-    ("<think>go left</think><answer>Left</answer>", False, 0.452),
-    # right then a wall bump: the episode stops when solved, so the same as one push (plus 0.05 more shaping)
-    ("<think>push right</think><answer>Right, Up</answer>", True, 11.502),
+    # push onto the target: task 10.9 (-0.1 + 1 + 10) + format 0.5 + 1 action 0.05 + 2 think words 0.002 = 11.452,
+    # clipped to 10 as OpenRLHF clips every reward
+    ("<think>push right</think><answer>Right</answer>", True, 10.0),
+    # bump the wall: the task term starts at 0, so 0 + 0.5 + 0.05 + 0.002 ("go", "left")
+    ("<think>go left</think><answer>Left</answer>", False, 0.552),
+    # right then a wall bump: the episode stops when solved (11.502 before the clip)
+    ("<think>push right</think><answer>Right, Up</answer>", True, 10.0),
     ("<think>jump</think><answer>Jump</answer>", False, 0.0),  # not a move: format fails, total 0
 ]
 

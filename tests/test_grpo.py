@@ -100,7 +100,7 @@ def test_train_writes_model_record_and_logs(tiny_model, tmp_path):
     assert record["global_step"] == 2 and record["metrics"]["train/steps"] == 2
     rows = load_metrics(run)
     assert [r["step"] for r in rows] == [1, 2]
-    for key in ("train/reward/total", "train/reward/format", "train/reward/accuracy", "train/kl",
+    for key in ("train/reward/total", "train/reward/format", "train/reward/accuracy", "train/kl_k1",
                 "train/completion_length", "train/clip_ratio", "train/entropy", "train/frac_reward_zero_std",
                 "train/reward/accuracy_timeouts"):
         assert key in rows[0], key
@@ -182,11 +182,12 @@ def test_cli_dry_run_shows_sources(capsys):
 # ---- learning ----
 
 def test_fre_raises_the_reward(tiny_model, tmp_path):
-    """A fixed-seed FRE run learns what the warm start left to find (lmm_r1/warmstart.py): a quarter of the
-    warm-started model's sampled completions slip on the strict format (a newline between </think> and
-    <answer>), and about half answer at once instead of working the problem out. 30 GRPO steps of 4 prompts x 8
-    bring the mean format reward of the last 5 steps at least 0.15 above the first 5 (measured: 0.725 -> 0.988)
-    and lengthen the completions by at least 3 tokens, the worked style's extra sentences (38.7 -> 42.0). ~12 s."""
+    """A fixed-seed FRE run learns what the warm start left to find (lmm_r1/warmstart.py): sampled, the warm-started
+    model works only about a quarter of the arith problems out (and those are mostly right) and slips on the strict
+    format in a quarter of its completions. 30 GRPO steps of 4 prompts x 8 with the kit's estimator raise the mean
+    reward of the last 5 steps by at least 0.2 over the first 5 and the accuracy by at least 0.15 (measured, seed 0:
+    0.93 -> 1.30 and 0.51 -> 0.84), and lengthen the completions by at least 3 tokens, the worked style's extra
+    sentences."""
     cfg = preset("fre_text", "tiny", seed=0, max_steps=30, generation_batch_size=32, micro_batch_size=32,
                  learning_rate=5e-4, train_size=256)
     train(cfg, results_dir=tmp_path)
@@ -197,8 +198,10 @@ def test_fre_raises_the_reward(tiny_model, tmp_path):
         assert len(values) == 30, key
         return sum(values[:5]) / 5, sum(values[-5:]) / 5
 
-    (fmt0, fmt1), (len0, len1) = first_last("train/reward/format"), first_last("train/completion_length")
-    assert fmt1 >= fmt0 + 0.15, (fmt0, fmt1)
+    (tot0, tot1), (acc0, acc1) = first_last("train/reward/total"), first_last("train/reward/accuracy")
+    len0, len1 = first_last("train/completion_length")
+    assert tot1 >= tot0 + 0.2, (tot0, tot1)
+    assert acc1 >= acc0 + 0.15, (acc0, acc1)
     assert len1 >= len0 + 3, (len0, len1)
 
 

@@ -10,14 +10,15 @@ import pytest
 import yaml
 
 from lmm_r1.results import read_run_record
-from lmm_r1.runner import PARAMS_DIR, run_profile
+from lmm_r1.runner import PARAMS_DIR, output_problems, run_profile
 
-# The notebook's Sokoban level "#@ $ .#": Right x3 = walk (-0.1), push (-0.2), push onto the target (10.7).
+# The notebook's Sokoban level "#@ $ .#": Right x3 = walk (-0.1), push (-0.2), push onto the target (10.7). Upstream
+# rules (sokoban_verifier.py at dd143ad): the task term starts at 0, the total is clipped to [-10, 10].
 SOKOBAN_TOTALS = {
-    "solves it": 10.7 + 0.5 + 0.05 * 3 + 0.001 * 5,  # 5 thinking words of 2+ characters
-    "stops short": -0.1 + 0.5 + 0.05 * 2 + 0.001 * 2,  # best is the first step
-    "walks into the wall": -0.1 + 0.5 + 0.05 * 3 + 0.001 * 1,
-    "repetitive thinking": 10.7 + 0.5 + 0.05 * 3 + 0.001 * 16 - 0.2,  # "push right" x 8
+    "solves it": 10.0,  # 10.7 + 0.5 + 0.05 * 3 + 0.001 * 5 thinking words = 11.355, clipped
+    "stops short": 0.0 + 0.5 + 0.05 * 2 + 0.001 * 2,  # best of (0, -0.1, -0.2) is the start: 0
+    "walks into the wall": 0.0 + 0.5 + 0.05 * 3 + 0.001 * 1,
+    "loops": 0.0 + 0.5 + 0.0 + 0.001 * 2,  # "Left, Right" x 8: the action bonus 0.8 becomes min(0, 0.6) = 0
     "bad move": 0.0,  # "Jump" fails the format
 }
 
@@ -46,4 +47,6 @@ def test_reward_notebook_runs_and_records(tiny_model, tmp_path, params_dir):
     assert m["sample/n"] == 4 * cfg["num_generations"]
     assert sum(m["sample/histogram"].values()) == m["sample/n"]  # every total is 0, 0.5, 1 or 1.5
     assert m["sample/total"] == pytest.approx(0.5 * m["sample/format"] + (m["sample/accuracy"] or 0.0))
-    assert (results / "tiny" / "01_reward_design.ipynb").is_file()
+    executed = results / "tiny" / "01_reward_design.ipynb"
+    assert executed.is_file()
+    assert output_problems(executed) == []  # no error, warning, raw repr or broken table in what a student reads

@@ -1,8 +1,10 @@
 """LMM-R1's rewards, case by case. Every expected value is worked out from PAPER.md §4 by hand (in the comment).
 
-Math: total = 0.5 * format + 1.0 * accuracy. Sokoban: best cumulative env reward (-0.1 a step, +1 box on
-target, -1 box off, +10 all placed) + 0.5 + action shaping + 0.001 per thinking word (cap 0.2), - 0.2 floored
-at 0 for a k-gram repeated more than 7 times in a row.
+Math: total = 0.5 * format + 1.0 * accuracy. Sokoban, upstream (TideDra/lmm-r1@dd143ad sokoban_verifier.py, the
+default): best cumulative env reward from 0 (-0.1 a step, +1 box on target, -1 box off, +10 all placed) + 0.5 +
+action shaping over every action given + 0.001 per thinking word split on single spaces (cap 0.2); a k-gram of the
+move list repeated more than 7 times back to back sets the action bonus to min(0, bonus - 0.2); the total is
+clipped to [-10, 10] (OpenRLHF's reward_clip_range). The kit's variant is tested in its own table.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import pytest
 
 from lmm_r1 import rewards
 from lmm_r1.rewards import (accuracy_reward, completion_text, format_reward, make_accuracy_reward,
-                            reset_reward_counters, reward_counters, reward_funcs, sokoban_reward)
+                            make_sokoban_reward, repeats_consecutively, reset_reward_counters, reward_counters,
+                            reward_funcs, sokoban_reward)
 
 HANGING = "<think>big</think><answer>$\\boxed{9^{9^{9^{9}}}}$</answer>"  # runs for minutes (test_verifier.py)
 
@@ -170,13 +173,14 @@ def test_numeric_gold_is_wrapped():
     assert accuracy_reward(["<answer>$3$</answer>"], answer=[3]) == [1.0]  # 3 -> "$3$"
 
 
-def test_unparseable_gold_is_none_counted_or_upstream_one():
-    # "" is empty and "$$" holds nothing to parse: both cannot be judged
-    assert accuracy_reward(["<answer>$2$</answer>"] * 2, answer=["", "$$"]) == [None, None]
+def test_unparseable_gold_is_upstream_one_or_kit_none_counted():
+    # "" is empty and "$$" holds nothing to parse: upstream scored every such sample 1.0 ("to skip this example")
+    assert accuracy_reward(["<answer>$2$</answer>"] * 2, answer=["", "$$"]) == [1.0, 1.0]
     assert reward_counters()["train/reward/unparseable_gold"] == 2
-    upstream = make_accuracy_reward(unparseable_gold_score=1.0)
-    assert upstream(["<answer>$2$</answer>"], answer=[""]) == [1.0]  # upstream scored every such sample 1.0
+    kit = make_accuracy_reward(semantics="kit")
+    assert kit(["<answer>$2$</answer>"], answer=[""]) == [None]  # the kit excludes it (counted)
     assert reward_counters()["train/reward/unparseable_gold"] == 3
+    assert accuracy_reward.options["semantics"] == "upstream" and kit.options["verify_order"] == "gold_first"
 
 
 @pytest.mark.parametrize("gold, completion, gold_first, upstream", [
@@ -186,8 +190,9 @@ def test_unparseable_gold_is_none_counted_or_upstream_one():
     ("$(1,2)$", "<answer>$1<x<2$</answer>", 0.0, 1.0),
 ])
 def test_verify_order_option(gold, completion, gold_first, upstream):
-    assert accuracy_reward([completion], answer=[gold]) == [gold_first]  # the default is the documented order
-    assert make_accuracy_reward(verify_order="upstream")([completion], answer=[gold]) == [upstream]
+    assert accuracy_reward([completion], answer=[gold]) == [upstream]  # the default is upstream's verify(answer, gold)
+    assert make_accuracy_reward(semantics="kit")([completion], answer=[gold]) == [gold_first]
+    assert make_accuracy_reward(verify_order="gold_first")([completion], answer=[gold]) == [gold_first]
 
 
 @pytest.mark.parametrize("options, error", [
@@ -195,6 +200,7 @@ def test_verify_order_option(gold, completion, gold_first, upstream):
     ({"verify_order": "reversed"}, "verify_order"),
     ({"timeout": -1}, "timeout"),
     ({"unparseable_gold_score": "one"}, "unparseable_gold_score"),
+    ({"semantics": "paper"}, "semantics"),
 ])
 def test_accuracy_options_fail_fast(options, error):
     with pytest.raises((TypeError, ValueError), match=error):
@@ -245,10 +251,21 @@ def test_hanging_completion_returns_within_the_limit_from_a_thread():
 ONE_PUSH = "#####\n#@$.#\n#####"  # Right pushes the box onto the target: -0.1 + 1 + 10 = 10.9, solved
 TWO_BOXES = "######\n#@$. #\n#  $.#\n######"  # Right: box on target (0.9); Right again: off again (-0.2)
 ON_TARGET = "#####\n#@* #\n#.$ #\n#####"  # Right pushes a box off its target: -0.1 - 1 = -1.1
+ENCLOSED = "######\n#@#$.#\n######"  # the player is walled in: every move is a bump (-0.1), never solved
 
 
 def answer(*moves: str, think: str = "") -> str:
     return f"<think>{think}</think><answer>{', '.join(moves)}</answer>"
+
+
+def varied(n: int) -> list[str]:
+    """n moves with no k-gram (k <= 5) repeated back to back: a fixed walk through a de Bruijn-like cycle."""
+    import random
+
+    rng = random.Random(n)
+    moves = [rng.choice(["Left", "Right", "Up", "Down"]) for _ in range(n)]
+    assert not repeats_consecutively(", ".join(moves))  # the case's precondition
+    return moves
 
 
 WORDS_150 = " ".join(f"w{i}" for i in range(150))  # 150 distinct two-plus-character words
@@ -256,47 +273,67 @@ WORDS_300 = " ".join(f"w{i}" for i in range(300))
 
 
 @pytest.mark.parametrize("completion, level, expected", [
-    # solved in one push: 10.9 + 0.5 + 0.05 * 1 + 0.001 * 2 words
-    (answer("Right", think="push right"), ONE_PUSH, 11.452),
-    # moves are case-insensitive and may carry spaces
-    ("<think>push right</think><answer>  RIGHT </answer>", ONE_PUSH, 11.452),
-    # format: no <think> block
+    # solved in one push: 10.9 + 0.5 + 0.05 * 1 + 0.001 * 2 words = 11.452, clipped to 10
+    (answer("Right", think="push right"), ONE_PUSH, 10.0),
+    # moves are case-insensitive and may carry spaces (still solved: clipped)
+    ("<think>push right</think><answer>  RIGHT </answer>", ONE_PUSH, 10.0),
+    # format: no <think> block; an item that is not a move; a trailing comma's empty item; two <think>
     ("<answer>Right</answer>", ONE_PUSH, 0.0),
-    # format: an item that is not a move
     (answer("Right", "jump"), ONE_PUSH, 0.0),
-    # format: a trailing comma leaves an empty item
     ("<think></think><answer>Right,</answer>", ONE_PUSH, 0.0),
-    # format: two <think> blocks
     ("<think>a</think><think>b</think><answer>Right</answer>", ONE_PUSH, 0.0),
-    # best along the way, not the final value: max(0.9, -0.2) + 0.5 + 0.05 * 2
+    # best along the way, not the final value: max(0, 0.9, -0.2) + 0.5 + 0.05 * 2
     (answer("Right", "Right"), TWO_BOXES, 1.5),
+    # wall bumps only: the task term starts at 0, so max(0, -0.1) = 0; + 0.5 + 0.05
+    (answer("Up"), ENCLOSED, 0.55),
+    # a box pushed off its target: max(0, -1.1) = 0; + 0.5 + 0.05 (the kit's variant gives -0.55)
+    (answer("Right"), ON_TARGET, 0.55),
+    # 7 copies of "Up, Down" in a row is allowed: 0 + 0.5 + 0.05 * 14
+    (answer(*["Up", "Down"] * 7), ENCLOSED, 1.2),
+    # 8 copies (the 2-gram runs 8 > 7 times): the action bonus 0.8 becomes min(0, 0.8 - 0.2) = 0
+    (answer(*["Up", "Down"] * 8), ENCLOSED, 0.5),
+    # ten identical moves are a loop upstream (the 1-gram runs 10 times): 0.5 bonus -> 0; total 0.5
+    (answer(*["Left"] * 10), ENCLOSED, 0.5),
+    # a repeated phrase in the thinking is not penalised upstream: "go up" x 8 = 16 words = 0.016
+    (answer("Up", think="go up " * 8), ENCLOSED, 0.5 + 0.05 + 0.016),
+    # n counts every action given, not the 50 simulated: 35 -> 1 - (15/30)^2 * 0.2 = 0.95
+    (answer(*varied(35)), ENCLOSED, 0.5 + 0.95),
+    # 50 -> 0.8; 80 -> 1 - (60/30)^2 * 0.2 = 0.2; 100 -> 1 - (80/30)^2 * 0.2 = -0.42222...
+    (answer(*varied(50)), ENCLOSED, 0.5 + 0.8),
+    (answer(*varied(80)), ENCLOSED, 0.5 + 0.2),
+    (answer(*varied(100)), ENCLOSED, 0.5 + 1 - (80 / 30) ** 2 * 0.2),
+    # 300 moves: 1 - (280/30)^2 * 0.2 = -16.42...; 0.5 + that is below -10: clipped to -10
+    (answer(*varied(300)), ENCLOSED, -10.0),
+    # thinking: 150 words -> 0.15; 300 -> capped at 0.2; one-character words do not count
+    (answer("Up", think=WORDS_150), ENCLOSED, 0.5 + 0.05 + 0.15),
+    (answer("Up", think=WORDS_300), ENCLOSED, 0.5 + 0.05 + 0.2),
+    (answer("Up", think="a b c d e"), ENCLOSED, 0.5 + 0.05),
+    # words are split on single spaces: "alpha\nbeta gamma" is two words, not three
+    (answer("Up", think="alpha\nbeta gamma"), ENCLOSED, 0.5 + 0.05 + 0.002),
+    # solved, whatever the shaping: 10.9 + 0.5 + 0.1 = 11.5 is clipped to 10 (the episode ends at the solve)
+    (answer("Right", "Left"), ONE_PUSH, 10.0),
+])
+def test_sokoban_reward_upstream(completion, level, expected):
+    assert sokoban_reward([completion], level=[level]) == [pytest.approx(expected, abs=1e-9)]
+
+
+@pytest.mark.parametrize("completion, level, expected", [
+    # the kit's variant (reward_semantics="kit"): no clip, so a solve keeps its shaping: 10.9 + 0.5 + 0.05 + 0.002
+    (answer("Right", think="push right"), ONE_PUSH, 11.452),
     # the episode ends when solved, n counts the actions given: 10.9 + 0.5 + 0.05 * 2
     (answer("Right", "Left"), ONE_PUSH, 11.5),
-    # wall bumps: best -0.1; n = 19: 0.05 * 19 = 0.95
+    # wall bumps: best -0.1 (no floor at 0); n = 19: 0.05 * 19 = 0.95
     (answer(*["Left"] * 19), ONE_PUSH, -0.1 + 0.5 + 0.95),
-    # n = 20: 1 - 0 = 1.0
-    (answer(*["Left"] * 20), ONE_PUSH, -0.1 + 0.5 + 1.0),
-    # n = 35: 1 - (15/30)^2 * 0.2 = 0.95
-    (answer(*["Left"] * 35), ONE_PUSH, -0.1 + 0.5 + 0.95),
-    # n = 50: 1 - 1 * 0.2 = 0.8
-    (answer(*["Left"] * 50), ONE_PUSH, -0.1 + 0.5 + 0.8),
     # n = 60: only 50 simulated and counted: 0.8
     (answer(*["Left"] * 60), ONE_PUSH, -0.1 + 0.5 + 0.8),
-    # ten identical moves in the answer are a plan, not repetition: -0.1 + 0.5 + 0.05 * 10
+    # ten identical moves in the answer are a plan here: -0.1 + 0.5 + 0.05 * 10
     (answer(*["Left"] * 10), ONE_PUSH, 0.9),
-    # thinking: 150 words -> 0.15
-    (answer("Right", think=WORDS_150), ONE_PUSH, 10.9 + 0.5 + 0.05 + 0.15),
-    # thinking: 300 words -> capped at 0.2
-    (answer("Right", think=WORDS_300), ONE_PUSH, 10.9 + 0.5 + 0.05 + 0.2),
-    # one-character words do not count
-    (answer("Right", think="a b c d e"), ONE_PUSH, 10.9 + 0.5 + 0.05),
-    # "go up" 8 times in a row (> 7): 16 words = 0.016, then - 0.2
+    # "go up" 8 times in a row in the thinking (> 7): 16 words = 0.016, then - 0.2
     (answer("Right", think="go up " * 8), ONE_PUSH, 10.9 + 0.5 + 0.05 + 0.016 - 0.2),
     # 7 times is allowed: 14 words = 0.014, no penalty
     (answer("Right", think="go up " * 7), ONE_PUSH, 10.9 + 0.5 + 0.05 + 0.014),
-    # a 5-gram 8 times: 40 words = 0.04, penalised
+    # a 5-gram 8 times: 40 words = 0.04, penalised; a 6-gram is longer than k <= 5: not
     (answer("Right", think="a1 a2 a3 a4 a5 " * 8), ONE_PUSH, 10.9 + 0.5 + 0.05 + 0.04 - 0.2),
-    # a 6-gram is longer than k <= 5: 48 words = 0.048, no penalty
     (answer("Right", think="b1 b2 b3 b4 b5 b6 " * 8), ONE_PUSH, 10.9 + 0.5 + 0.05 + 0.048),
     # pushing a box off its target: -1.1 + 0.5 + 0.05 = -0.55 (totals can be negative)
     (answer("Right"), ON_TARGET, -0.55),
@@ -304,11 +341,25 @@ WORDS_300 = " ".join(f"w{i}" for i in range(300))
     (answer("Right", think="x " * 8), ON_TARGET, -0.55),
     # 14 moves, best -1.1: -1.1 + 0.5 + 0.7 = 0.1; repetition takes it to 0.1 - 0.2, floored at 0
     (answer("Right", *["Left"] * 13, think="x " * 8), ON_TARGET, 0.0),
-    # ... and without repetition it stays 0.1 (one-character words: no thinking bonus)
-    (answer("Right", *["Left"] * 13, think="x"), ON_TARGET, 0.1),
+    # words are split on any whitespace: three words
+    (answer("Up", think="alpha\nbeta gamma"), ENCLOSED, -0.1 + 0.5 + 0.05 + 0.003),
 ])
-def test_sokoban_reward(completion, level, expected):
-    assert sokoban_reward([completion], level=[level]) == [pytest.approx(expected, abs=1e-9)]
+def test_sokoban_reward_kit_variant(completion, level, expected):
+    assert make_sokoban_reward("kit")([completion], level=[level]) == [pytest.approx(expected, abs=1e-9)]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("up, up, up, up, up, up, up", False),  # 7 copies of a 1-gram
+    ("up, up, up, up, up, up, up, up", True),  # 8
+    ("Up, Down, " * 8, True),  # the 2-gram (up, down) 8 times back to back
+    ("a b c d e " * 8, True),  # a 5-gram
+    ("a b c d e f " * 8, False),  # a 6-gram: longer than k <= 5 (its 1- to 5-grams never run back to back)
+    ("up up x " * 8, True),  # the 3-gram (up, up, x) 8 times (k = 2 would miss it: (up, up) starts 3 apart)
+    ("up up x " * 7 + "up up", False),  # 7 copies and a tail
+    ("up, up, up, left, up, up, up, up, up", False),  # interrupted: runs of 3 and 5
+])
+def test_repeats_consecutively_follows_upstream(text, expected):
+    assert repeats_consecutively(text) is expected
 
 
 def test_sokoban_counters_and_components():
@@ -320,20 +371,27 @@ def test_sokoban_counters_and_components():
         "train/reward/sokoban_completions": 4,
         "train/reward/sokoban_format_failures": 2,  # no <think>, and None
         "train/reward/sokoban_truncated_actions": 1,  # 60 actions
-        "train/reward/sokoban_repetition_penalties": 1,  # "go up" x 8
+        "train/reward/sokoban_repetition_penalties": 1,  # "Left" x 60 (thinking is not checked upstream)
+        "train/reward/sokoban_clipped": 1,  # the solved one
     }
-    funcs, weights = reward_funcs("sokoban")
-    assert funcs[0] is sokoban_reward and weights == [1.0, 0.0, 0.0, 0.0, 0.0, 0.0]  # components logged only
-    parts = [f(completions, level=levels) for f in funcs[1:]]
-    for i, total in enumerate(totals):  # the components add up to the total
-        assert sum(p[i] for p in parts) == pytest.approx(total)
-    assert [f.__name__ for f in funcs[1:]] == ["sokoban_task", "sokoban_format", "sokoban_actions",
-                                               "sokoban_thinking", "sokoban_repetition"]
+    for semantics in ("upstream", "kit"):
+        funcs, weights = reward_funcs("sokoban", semantics=semantics)
+        assert weights == [1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]  # components logged only
+        totals = funcs[0](completions, level=levels)
+        parts = [f(completions, level=levels) for f in funcs[1:]]
+        for i, total in enumerate(totals):  # the components add up to the total
+            assert sum(p[i] for p in parts) == pytest.approx(total)
+        assert [f.__name__ for f in funcs[1:]] == ["sokoban_task", "sokoban_format", "sokoban_actions",
+                                                   "sokoban_thinking", "sokoban_repetition", "sokoban_clip"]
+    assert reward_funcs("sokoban")[0][0] is sokoban_reward
     assert reward_funcs("sokoban", components=False) == ([sokoban_reward], [1.0])
 
 
 def test_reward_funcs_options():
-    funcs, weights = reward_funcs("math", format_weight=1.0, verify_order="upstream")
-    assert weights == [1.0, 1.0] and funcs[1].options["verify_order"] == "upstream"
+    funcs, weights = reward_funcs("math", format_weight=1.0, verify_order="gold_first")
+    assert weights == [1.0, 1.0] and funcs[1].options["verify_order"] == "gold_first"
+    assert reward_funcs("math", semantics="kit")[0][1].options["unparseable_gold_score"] is None
+    with pytest.raises(ValueError, match="semantics"):
+        reward_funcs("math", semantics="paper")
     with pytest.raises(ValueError, match="unknown reward kind"):
         reward_funcs("chess")

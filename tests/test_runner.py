@@ -108,3 +108,42 @@ def test_cli_exit_codes(project, capsys, monkeypatch):
 def test_console_script_help():
     out = subprocess.run([sys.executable, "-m", "lmm_r1.cli", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "tiny-model" in out.stdout and "run" in out.stdout
+
+
+def _executed(tmp_path, *outputs):
+    """A notebook with one code cell holding ``outputs`` (nbformat output dicts), as papermill writes them."""
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("x")
+    cell.outputs = [nbformat.from_dict(o) for o in outputs]
+    nb.cells = [cell]
+    path = tmp_path / "executed.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def _display(data):
+    return {"output_type": "display_data", "data": data, "metadata": {}}
+
+
+@pytest.mark.parametrize("output, problem", [
+    ({"output_type": "error", "ename": "ValueError", "evalue": "boom", "traceback": []}, "error ValueError"),
+    ({"output_type": "stream", "name": "stderr", "text": "TqdmWarning: IProgress not found"}, "a warning on stderr"),
+    (_display({"text/plain": "(<PIL.Image.Image image mode=RGB size=224x112>, "
+                             "<IPython.core.display.Markdown object>)"}), "a raw object repr"),
+    (_display({"text/markdown": "| a | b |\n|---|---|\n| x | y | z |\n"}), "row 2 has 3 cells, not 2"),
+    (_display({"text/html": "<table><tr><th>Step</th><th>Training Loss</th></tr></table>",
+               "text/plain": "<IPython.core.display.HTML object>"}), "training-loss table"),
+])
+def test_output_problems_finds_each_defect(tmp_path, output, problem):
+    found = runner.output_problems(_executed(tmp_path, output))
+    assert len(found) == 1 and problem in found[0] and found[0].startswith("cell 0:")
+
+
+def test_output_problems_passes_clean_outputs(tmp_path):
+    clean = [{"output_type": "stream", "name": "stdout", "text": "done\n"},
+             {"output_type": "stream", "name": "stderr", "text": "fre_text_seed0: 100%|##| 50/50\n"},
+             # an escaped pipe stays in its cell, in a code span too (GFM splits on a bare one even there)
+             _display({"text/markdown": "| a \\| b | c |\n|---|---|\n| `x\\|y` | 2 |\n",
+                       "text/plain": "<IPython.core.display.Markdown object>"}),
+             _display({"image/png": "iVBORw0KGgo=", "text/plain": "<Figure size 640x480 with 1 Axes>"})]
+    assert runner.output_problems(_executed(tmp_path, *clean)) == []

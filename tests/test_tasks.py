@@ -130,7 +130,9 @@ def test_arith_expression_brackets_all_but_the_last_operation():
     assert arith.expression([3, 4, 2, 1], ["+", "*", "+"]) == "((3 + 4) * 2) + 1"
     row = {"prompt": [{"role": "user", "content": [{"type": "text", "text": "Compute ((3 + 4) * 2) + 1 modulo 7."}]}],
            "answer": "$1$"}
-    assert arith.perfect_completion(row) == "<think> 3 + 4 ≡ 0. 0 * 2 ≡ 0. 0 + 1 ≡ 1. </think><answer> $1$ </answer>"
+    # both restate the expression; the worked one then reduces it (the direct one is its first sentence)
+    assert arith.perfect_completion(row) == ("<think> ((3 + 4) * 2) + 1. 3 + 4 ≡ 0. 0 * 2 ≡ 0. 0 + 1 ≡ 1. </think>"
+                                             "<answer> $1$ </answer>")
     assert arith.direct_completion(row) == "<think> ((3 + 4) * 2) + 1. </think><answer> $1$ </answer>"
 
 
@@ -161,17 +163,34 @@ def test_geometry_drawings_vary_but_problems_stay_in_their_split():
     assert plain.tobytes() != turned.tobytes()
 
 
-def test_percept_image_shows_the_grid():
+def test_percept_image_shows_the_operands_and_the_text_does_not():
+    ds = percept.make_dataset("train", 20, seed=0)
+    for row in ds:
+        digits = [int(d) for d in row["expression"] if d.isdigit()]
+        img = row["images"][0]
+        assert img.size == (4 * percept.CELL, percept.CELL)  # one cell, one merged image token, per operand
+        # each cell's corner (inside the border, away from the glyph) has its digit's colour
+        assert [img.getpixel((i * percept.CELL + 3, 3)) for i in range(4)] == [percept.DIGIT_COLORS[d] for d in digits]
+        # and the stripe at its bottom gives its place, first to fourth
+        assert [img.getpixel((i * percept.CELL + 3, percept.CELL - 3)) for i in range(4)] == list(percept.POSITION_SHADES)
+        question = base.prompt_text_of(row)
+        assert not any(ch.isdigit() for ch in question.replace("modulo 7", ""))  # the digits are only in the image
+        assert question.startswith(f"Compute {percept.pattern(row['expression'])} modulo 7")
+        assert row["answer"] == f"${arith._evaluate(row['expression'])}$"
+
+
+def test_percept_shares_arith_problems_split_and_completions():
+    # a held-out percept problem is a held-out arith problem (one hash decides both)
+    for expr in percept.make_dataset("test", 30, seed=0)["expression"]:
+        assert base.split_of("arith", expr) == "test"
     row = percept.make_dataset("train", 1, seed=0)[0]
-    img = row["images"][0]
-    seen = {}
-    for r in range(percept.GRID):
-        for c in range(percept.GRID):
-            px = img.getpixel((c * percept.CELL + percept.CELL // 2, r * percept.CELL + percept.CELL // 2))
-            name = {v: k for k, v in percept.COLORS.items()}.get(px)
-            if name:
-                seen[name] = seen.get(name, 0) + 1
-    assert {k: v for k, v in percept.counts_of(row["grid"]).items() if v} == seen
+    e, a = row["expression"], row["answer"]
+    # the same two completion shapes as arith: the expression restated, then worked or answered at once
+    assert percept.perfect_completion(row) == arith.worked(e, a) and percept.direct_completion(row) == arith.direct(e, a)
+    assert arith.worked("((3 + 4) * 2) + 1", "$1$") == \
+        "<think> ((3 + 4) * 2) + 1. 3 + 4 ≡ 0. 0 * 2 ≡ 0. 0 + 1 ≡ 1. </think><answer> $1$ </answer>"
+    assert percept.read_expression(arith.direct(e, a)) == e
+    assert percept.read_expression("<think> I see 3 + 4. </think>") is None
 
 
 # ---- every task: schema, determinism, splits, round trip ----
@@ -187,7 +206,8 @@ def test_rows_follow_the_shared_schema(name):
         n_placeholders = sum(part["type"] == "image" for part in user["content"])
         if task.MODALITY == "image":
             assert n_placeholders == len(row["images"]) == 1
-            assert row["images"][0].size == (112, 112)  # 16 image tokens in the tiny processor
+            # 16 image tokens in the tiny processor (percept: 4, one per operand)
+            assert row["images"][0].size == ((112, 28) if name == "percept" else (112, 112))
         else:
             assert n_placeholders == 0 and "images" not in row
         assert isinstance(row["answer"], str) and row["id"].startswith(f"{name}-train-0-")
@@ -262,6 +282,9 @@ def test_perfect_completion_gets_the_sokoban_maximum():
         boxes_to_place = row["level"].count("$")  # boxes not yet on a target
         # best env reward: +1 per box placed, +10 when all are, -0.1 per move (the solver's n is the fewest);
         # plus 0.5 format, 0.05 per action (n < 20), 0.001 per thinking word longer than one character
+        # upstream clips every reward to [-10, 10]: a solved level always scores 10
+        assert score == 10.0
         think = completion.split("<think>")[1].split("</think>")[0]
         words = sum(len(w) > 1 for w in think.split())
-        assert score == pytest.approx(10 + boxes_to_place - 0.1 * n + 0.5 + 0.05 * n + 0.001 * words)
+        kit = rewards.make_sokoban_reward("kit")([completion], level=[row["level"]])[0]
+        assert kit == pytest.approx(10 + boxes_to_place - 0.1 * n + 0.5 + 0.05 * n + 0.001 * words)

@@ -1,7 +1,10 @@
-"""The warm start: it changes the weights deterministically, and the default model it builds learned something.
+"""The warm start: it changes the weights deterministically, and the default model it builds has the properties
+the toy replication relies on (data_cards/tiny_model.md, "Properties").
 
-The default model (``tiny_model`` fixture) is built once per machine and cached; its recorded held-out accuracy
-is read from the model folder, not recomputed.
+The default model (``tiny_model`` fixture) is built once per machine and cached; its held-out properties are
+measured by the build (``warm_start.json``) and read here, not recomputed. Every bar below is set from the spread
+of 5 build seeds x {1, 2} torch threads in the card (``benchmarks/toy_properties.py``), with a margin, never from
+one build.
 """
 
 from __future__ import annotations
@@ -14,11 +17,15 @@ import torch
 from safetensors.torch import load_file
 
 from lmm_r1.tasks import TASKS
-from lmm_r1.warmstart import REPORT_FILE, warm_start
+from lmm_r1.warmstart import REPORT_FILE, Phase, warm_start
 
-# A few rows per task and one epoch: enough to move every weight, small enough for seconds on 2 cores.
-SMALL = dict(rows={"arith": 16, "percept": 8, "geometry": 8, "sokoban": 8}, epochs=1, eval_rows=2, practice=16,
-             look={"arith": 8, "percept": 8})
+# A few rows per task: enough to move every weight, small enough for seconds on 2 cores.
+SMALL = dict(eval_rows=2, phases=(
+    Phase("practice", rows={"arith": 16}, learning_rate=1e-3, epochs=2, no_system_share=1.0),
+    Phase("reading", rows={"percept": 8}, learning_rate=1e-3),
+    Phase("mixture", rows={"arith": 16, "percept": 8, "geometry": 8, "sokoban": 8}, learning_rate=1e-3,
+          direct_share={"arith": 0.5, "percept": 0.5}, slip_share=0.25),
+))
 
 
 def _weights(folder):
@@ -38,40 +45,56 @@ def test_warm_start_trains_in_place_and_is_deterministic(random_tiny_model, tmp_
     assert all(torch.equal(after_a[k], after_b[k]) for k in after_a), "same seed, same weights"
     # the report is returned and saved next to the weights, with every task scored
     assert json.loads((a / REPORT_FILE).read_text()) == json.loads(json.dumps(report))
-    assert set(report["held_out"]) == set(TASKS) and report["steps"] == 3  # 40 rows / batch 16 -> 3 steps
-    assert report["practice"]["steps"] == 2  # 16 practice rows, 2 epochs of one batch
-    assert report["look"]["steps"] == 1  # 16 rows, one batch
+    assert set(report["held_out"]) == set(TASKS)
+    # batch 16: 16 practice rows x 2 epochs -> 2 steps; 8 reading rows -> 1; 40 mixture rows -> 3
+    assert [p["steps"] for p in report["phases"]] == [2, 1, 3]
+    assert [p["name"] for p in report["phases"]] == ["practice", "reading", "mixture"]
     assert (a / "processor_config.json").exists() and (a / "tokenizer.json").exists()
 
 
-@pytest.mark.parametrize("name", sorted(n for n in TASKS if TASKS[n].REWARD == "math"))
-def test_default_model_partly_solves_each_math_task(tiny_model, name):
-    report = json.loads((tiny_model / REPORT_FILE).read_text())["held_out"][name]
-    # partial: better than guessing with the training answers' frequencies, and not already solved. Sokoban is
-    # not asserted: the model gives common move lists (data_cards/tiny_model.md), and its solve rate sits around
-    # chance (0.095) across recipes (0.06-0.11; 0.100 with builder version 5)
-    assert report["chance"] < report["accuracy"] < 1.0, report
+def _held_out(tiny_model) -> dict:
+    return json.loads((tiny_model / REPORT_FILE).read_text())["held_out"]
 
 
-def test_default_model_can_work_arith_out_but_answers_at_once(tiny_model):
-    """What FRE has to find: greedy, the warm-started model answers the held-out arith problems directly (near
-    the majority answer's 0.225); sampled, it works about half of them out, and those are mostly right."""
-    from lmm_r1.evalsets import load_items
-    from lmm_r1.evaluate import score
-    from lmm_r1.generation import generate
-    from lmm_r1.models import load_model_and_processor
-    from lmm_r1.tasks.arith import CONGRUENT
+# Bars from the card's property table (5 build seeds x {1, 2} threads; min and max there), each with a margin.
+CHANCE_MARGIN = 0.03  # greedy accuracy above the prior-guess chance by at least this (min gap measured: see card)
 
-    model, processor = load_model_and_processor(tiny_model)
-    items, _ = load_items("arith", n=100, seed=0)
-    torch.manual_seed(0)
-    texts = generate(model, processor, [it.prompt for it in items], max_new_tokens=64, batch_size=100,
-                     temperature=1.0)
-    records = score("arith", items, texts)
-    worked = [r.correct for r, t in zip(records, texts) if CONGRUENT in t.split("</think>")[0]]
-    direct = [r.correct for r, t in zip(records, texts) if CONGRUENT not in t.split("</think>")[0]]
-    assert 0.2 <= len(worked) / len(texts) <= 0.8, len(worked)  # measured 0.50 (200 rows, 4 samples each)
-    assert sum(worked) / len(worked) >= sum(direct) / len(direct) + 0.3  # measured 0.78 vs 0.23
+
+@pytest.mark.parametrize("name", ["arith", "percept"])
+def test_default_model_partly_solves_the_shared_skill_tasks(tiny_model, name):
+    report = _held_out(tiny_model)[name]
+    # partial: better than guessing with the training answers' frequencies, and not already solved. Geometry and
+    # Sokoban are not asserted: their solve rates sit near chance (data_cards/tiny_model.md, known issues)
+    assert report["chance"] + CHANCE_MARGIN < report["accuracy"] < 0.9, report
+
+
+@pytest.mark.parametrize("name", ["arith", "percept"])
+def test_default_model_can_work_problems_out_but_answers_at_once(tiny_model, name):
+    """What FRE has to find, in both modalities: greedy, the model answers at once after restating the expression;
+    sampled, it works a share of the problems out, and those are much more often right."""
+    r = _held_out(tiny_model)[name]
+    assert r["greedy_worked"] <= 0.2, r  # measured 0.0 on every build
+    assert 0.15 <= r["sampled_worked"] <= 0.7, r
+    assert r["sampled_accuracy_worked"] >= r["sampled_accuracy_direct"] + WORKED_GAIN[name], r
+    assert r["sampled_format"] <= 0.9, r  # format slips are left for RL to fix
+
+
+WORKED_GAIN = {"arith": 0.3, "percept": 0.15}
+
+
+def test_default_model_reads_the_image(tiny_model):
+    """Perception is real: the greedy completions restate the expression with the digits of the image; with the
+    images shuffled between rows (each row gets its neighbour's) they restate the neighbour's, and the sampled
+    policy's answers (where problems get worked out) fall to about chance. Greedy answers are a near-constant
+    direct guess either way, so greedy accuracy is not the measure here."""
+    r = _held_out(tiny_model)["percept"]
+    assert r["reading"] >= READING_MIN, r
+    assert r["shuffled_changed"] >= 0.8 and r["shuffled_reading"] <= 0.1, r
+    assert r["sampled_accuracy"] >= r["shuffled_sampled_accuracy"] + 0.15, r
+    assert r["shuffled_sampled_accuracy"] <= r["chance"] + 0.1, r
+
+
+READING_MIN = 0.5
 
 
 @pytest.mark.parametrize("name", sorted(TASKS))
@@ -93,22 +116,26 @@ def test_baselines_by_hand():
 
 
 def test_mixture_writes_the_stated_styles_and_slips():
-    """Phase 2's data: exact counts of direct and slipped rows, and what each earns under the paper's reward."""
+    """A phase's data: exact counts of direct, slipped and bare rows, and what each earns under the paper's reward."""
     from lmm_r1 import rewards
-    from lmm_r1.warmstart import training_rows
+    from lmm_r1.warmstart import phase_rows
 
-    rows = {"arith": 40, "percept": 8, "sokoban": 8}
-    ds, answers, styles = training_rows(seed=0, rows=rows, direct_share={"arith": 0.5}, slip_share=0.25)
-    # 40 * 0.5 = 20 direct arith rows; 40 * 0.25 = 10 and 8 * 0.25 = 2 slipped; Sokoban has its own format
-    assert styles == {"arith": {"worked": 20, "direct": 20, "slipped": 10},
-                      "percept": {"worked": 8, "direct": 0, "slipped": 2},
-                      "sokoban": {"worked": 8, "direct": 0, "slipped": 0}}
+    phase = Phase("mixture", rows={"arith": 40, "percept": 8, "sokoban": 8}, learning_rate=1e-3,
+                  direct_share={"arith": 0.5, "percept": 0.25}, slip_share=0.25, no_system_share=0.5)
+    ds, answers, styles = phase_rows(phase, seed=0)
+    # 40 * 0.5 = 20 direct arith rows, 8 * 0.25 = 2 direct percept; 40 * 0.25 = 10 and 8 * 0.25 = 2 slipped;
+    # half of each task's rows without the system prompt; Sokoban has its own format and no direct style
+    assert styles == {"arith": {"worked": 20, "direct": 20, "slipped": 10, "no_system": 20},
+                      "percept": {"worked": 6, "direct": 2, "slipped": 2, "no_system": 4},
+                      "sokoban": {"worked": 8, "direct": 0, "slipped": 0, "no_system": 4}}
     texts = [c[0]["content"] for c in ds["completion"]]
-    arith = [t for t, p in zip(texts, ds["prompt"]) if p[-1]["content"][-1]["text"].startswith("Compute")]
+    arith = [t for t, p in zip(texts, ds["prompt"]) if p[-1]["content"][-1]["text"].startswith("Compute ((")
+             and "image" not in p[-1]["content"][-1]["text"]]
     assert len(arith) == 40
-    assert sum(t.startswith("<think> ((") for t in arith) == 20  # direct: the bracketed expression restated
+    assert sum("\u2261" not in t for t in arith) == 20  # direct: the expression restated, no step
     assert sum("\u2261" in t for t in arith) == 20  # worked: one congruence a step
     assert sum("</think>\n<answer>" in t for t in texts) == 12
+    assert sum(p[0]["role"] == "user" for p in ds["prompt"]) == 28
     golds = [t.split("<answer> ")[1].split(" </answer>")[0] for t in arith]
     assert sorted(golds) == sorted(answers["arith"])  # every row keeps its gold answer
 
@@ -121,35 +148,16 @@ def test_mixture_writes_the_stated_styles_and_slips():
 
 
 def test_practice_rows_are_worked_and_bare():
-    from lmm_r1.warmstart import practice_rows
+    from lmm_r1.warmstart import PRACTICE, phase_rows
 
-    ds = practice_rows(seed=0, n=12)
+    ds, _, _ = phase_rows(Phase("practice", rows={"arith": 12}, learning_rate=1e-3, no_system_share=1.0))
     assert len(ds) == 12 and all(p[0]["role"] == "user" for p in ds["prompt"])  # no system prompt
     assert all("≡" in c[0]["content"] for c in ds["completion"])  # every row worked out
-
-
-def test_default_model_looks_at_the_image(tiny_model):
-    """After the warm start's third phase the percept answers depend on the image: with the images shuffled
-    between rows, most greedy completions change (measured: 180 of 200; after phase 2 alone, none did)."""
-    import random
-
-    from lmm_r1.evalsets import load_items
-    from lmm_r1.generation import generate
-    from lmm_r1.models import load_model_and_processor
-
-    model, processor = load_model_and_processor(tiny_model)
-    items, _ = load_items("percept", n=100, seed=0)
-    prompts, images = [it.prompt for it in items], [it.images for it in items]
-    shuffled = images[:]
-    random.Random(0).shuffle(shuffled)
-    same = generate(model, processor, prompts, images, max_new_tokens=64, batch_size=100)
-    moved = generate(model, processor, prompts, shuffled, max_new_tokens=64, batch_size=100)
-    changed = sum(a != b for a, b, x, y in zip(same, moved, images, shuffled) if x is not y)
-    assert changed >= 50, changed
+    assert PRACTICE.no_system_share == 1.0 and not PRACTICE.direct_share and not PRACTICE.slip_share
 
 
 def test_direct_share_for_a_task_without_a_direct_style_is_an_error():
-    from lmm_r1.warmstart import training_rows
+    from lmm_r1.warmstart import phase_rows
 
-    with pytest.raises(ValueError, match="'percept', which has no direct_completion"):
-        training_rows(seed=0, rows={"percept": 4}, direct_share={"percept": 0.5})
+    with pytest.raises(ValueError, match="'geometry', which has no direct_completion"):
+        phase_rows(Phase("x", rows={"geometry": 4}, learning_rate=1e-3, direct_share={"geometry": 0.5}))

@@ -14,8 +14,12 @@ One real row (``make_dataset("train", 1, seed=0)[0]``, system prompt shortened),
      'prompt': [{'role': 'system', 'content': [{'type': 'text', 'text': 'You are a helpful assistant good at ...'}]},
                 {'role': 'user', 'content': [{'type': 'text', 'text': 'Compute ((6 + 5) + 6) * 4 modulo 7.'}]}],
      'answer': '$5$'}
-    <think> 6 + 5 ≡ 4. 4 + 6 ≡ 3. 3 * 4 ≡ 5. </think><answer> $5$ </answer>
+    <think> ((6 + 5) + 6) * 4. 6 + 5 ≡ 4. 4 + 6 ≡ 3. 3 * 4 ≡ 5. </think><answer> $5$ </answer>
     <think> ((6 + 5) + 6) * 4. </think><answer> $5$ </answer>
+
+Both completions open by restating the expression; the worked one then reduces it. The image task ``percept`` asks
+the same problems with the operands shown only in the image and its completions have the same two shapes, so the
+choice RL has to change (stop after the restatement, or work it out) is the same choice in both modalities.
 
 Why modulo 7: each worked step is one of 98 facts (7 x 7 sums and products), few enough for the tiny model to
 learn in its warm start; with plain integers the second step alone had thousands of facts, and the tiny model
@@ -80,10 +84,20 @@ def steps(expr: str) -> str:
     return ". ".join(out)
 
 
-def _draw(rng: random.Random) -> tuple[str, tuple[str, int]]:
+def draw_problem(rng: random.Random) -> tuple[list[int], list[str]]:
+    """Operands and operators of one problem (shared with ``percept``, which shows the operands as an image)."""
     nums = [rng.randrange(MODULUS) for _ in range(N_OPERANDS)]
     ops = [rng.choice(OPERATORS) for _ in range(N_OPERANDS - 1)]
-    expr = expression(nums, ops)
+    return nums, ops
+
+
+def value(expr: str) -> int:
+    """The value modulo 7 of an expression made by ``expression``."""
+    return _evaluate(expr)
+
+
+def _draw(rng: random.Random) -> tuple[str, tuple[str, int]]:
+    expr = expression(*draw_problem(rng))
     return expr, (expr, _evaluate(expr))
 
 
@@ -103,15 +117,25 @@ def _expression_of(row: dict) -> str:
     return text.removeprefix("Compute ").removesuffix(f" modulo {MODULUS}.")
 
 
+def worked(expr: str, answer: str) -> str:
+    """The worked completion of ``expr``: the expression restated, every operation reduced in turn, the value."""
+    return base.math_completion(f"{expr}. {steps(expr)}.", answer)
+
+
+def direct(expr: str, answer: str) -> str:
+    """The direct completion of ``expr``: the expression restated, then the value at once."""
+    return base.math_completion(f"{expr}.", answer)
+
+
 def perfect_completion(row: dict) -> str:
-    """The worked answer: every operation reduced in turn, then the value."""
-    return base.math_completion(steps(_expression_of(row)) + ".", row["answer"])
+    """The worked answer: the expression restated, every operation reduced in turn, then the value."""
+    return worked(_expression_of(row), row["answer"])
 
 
 def direct_completion(row: dict) -> str:
     """The answer given at once (the expression restated, no working): correct as written, but a model has to
     compose the three facts in its head to produce it. The warm start mixes these in (``lmm_r1.warmstart``)."""
-    return base.math_completion(_expression_of(row) + ".", row["answer"])
+    return direct(_expression_of(row), row["answer"])
 
 
 def tokenizer_corpus() -> list[str]:

@@ -38,14 +38,15 @@ def rng_for(task: str, split: str, seed: int) -> random.Random:
 
 
 def draw_unique(task: str, split: str, n: int, seed: int, draw: Callable[[random.Random], tuple[object, object]],
-                max_misses: int = 5000) -> list[object]:
+                max_misses: int = 5000, split_task: str | None = None) -> list[object]:
     """Draw ``n`` distinct rows of ``split``. ``draw(rng) -> (key, problem)``.
 
     ``key`` is the problem's canonical string, or a pair ``(problem key, variant)`` when one problem is shown in
     several ways (e.g. a diagram drawn mirrored): the problem key alone decides the split, so every variant of a
     problem lands in the same split; rows are distinct by the whole key. A draw misses when it belongs to the
     other split or was drawn already; ``max_misses`` misses in a row mean the split is (nearly) used up, which
-    is an error rather than an endless loop.
+    is an error rather than an endless loop. ``split_task`` splits by another task's hash: a task that asks
+    another's problems in another modality (``percept`` asks arith's) shares its held-out problems.
     """
     check_split(split, n)
     rng = rng_for(task, split, seed)
@@ -55,7 +56,7 @@ def draw_unique(task: str, split: str, n: int, seed: int, draw: Callable[[random
     while len(out) < n:
         key, problem = draw(rng)
         problem_key = key[0] if isinstance(key, tuple) else key
-        if key in seen or split_of(task, problem_key) != split:
+        if key in seen or split_of(split_task or task, problem_key) != split:
             misses += 1
             if misses > max_misses:
                 raise ValueError(f"task {task!r}: found only {len(out)} distinct {split} problems of the {n} asked "
