@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-# property -> (how to read it from a warm-start report, the bar the test suite asserts, what the bar means)
+# property -> (how to read it from a warm-start report, unused, unused): the tests' bars are in tests/test_warmstart.py
 PROPERTIES = {
     "arith greedy accuracy": (lambda r: r["arith"]["accuracy"], None, "above chance, below 1"),
     "arith chance": (lambda r: r["arith"]["chance"], None, ""),
@@ -30,6 +30,9 @@ PROPERTIES = {
     "percept reading (all four digits)": (lambda r: r["percept"]["reading"], None, ""),
     "percept accuracy, images shuffled": (lambda r: r["percept"]["shuffled_accuracy"], None, ""),
     "percept completions changed by shuffling": (lambda r: r["percept"]["shuffled_changed"], None, ""),
+    "percept, shuffled: own expression restated": (lambda r: r["percept"].get("shuffled_reading"), None, ""),
+    "percept sampled accuracy": (lambda r: r["percept"]["sampled_accuracy"], None, ""),
+    "percept sampled accuracy, images shuffled": (lambda r: r["percept"].get("shuffled_sampled_accuracy"), None, ""),
     "percept sampled: share worked out": (lambda r: r["percept"]["sampled_worked"], None, ""),
     "percept sampled: accuracy worked": (lambda r: r["percept"]["sampled_accuracy_worked"], None, ""),
     "percept sampled: accuracy direct": (lambda r: r["percept"]["sampled_accuracy_direct"], None, ""),
@@ -37,7 +40,8 @@ PROPERTIES = {
     "geometry chance": (lambda r: r["geometry"]["chance"], None, ""),
     "sokoban solve rate": (lambda r: r["sokoban"]["accuracy"], None, ""),
     "sokoban chance": (lambda r: r["sokoban"]["chance"], None, ""),
-    "format, every task (min)": (lambda r: min(t["format"] for t in r.values()), None, ""),
+    "format, math tasks (min)": (lambda r: min(r[t]["format"] for t in ("arith", "percept", "geometry")), None, ""),
+    "sokoban format": (lambda r: r["sokoban"]["format"], None, ""),
 }
 
 
