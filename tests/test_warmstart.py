@@ -1,10 +1,11 @@
 """The warm start: it changes the weights deterministically, and the default model it builds has the properties
 the toy replication relies on (data_cards/tiny_model.md, "Properties").
 
-The default model (``tiny_model`` fixture) is built once per machine and cached; its held-out properties are
-measured by the build (``warm_start.json``) and read here, not recomputed. Every bar below is set from the spread
-of 5 build seeds x {1, 2} torch threads in the card (``benchmarks/toy_properties.py``), with a margin, never from
-one build.
+The default model (``tiny_model`` fixture, build seed 0) is built once per machine and cached; its held-out
+properties are measured by the build (``warm_start.json``) and read here, not recomputed. The bars come from the
+card's property table (``benchmarks/toy_properties.py``, build seeds 0-3): each is met by seeds 0, 2 and 3 with a
+margin, except where a comment says otherwise; seed 1 misses the practice and reading transitions and would fail
+several (data_cards/tiny_model.md, "What holds, and what does not").
 """
 
 from __future__ import annotations
@@ -56,8 +57,9 @@ def _held_out(tiny_model) -> dict:
     return json.loads((tiny_model / REPORT_FILE).read_text())["held_out"]
 
 
-# Bars from the card's property table (5 build seeds x {1, 2} threads; min and max there), each with a margin.
-CHANCE_MARGIN = 0.03  # greedy accuracy above the prior-guess chance by at least this (min gap measured: see card)
+# Greedy accuracy above the prior-guess chance by at least this: gaps measured 0.06-0.14 (arith, seeds 0-3) and
+# 0.08-0.14 (percept, seeds 0, 1, 3); seed 2's percept gap is 0.024, below the bar.
+CHANCE_MARGIN = 0.03
 
 
 @pytest.mark.parametrize("name", ["arith", "percept"])
@@ -74,11 +76,12 @@ def test_default_model_can_work_problems_out_but_answers_at_once(tiny_model, nam
     sampled, it works a share of the problems out, and those are much more often right."""
     r = _held_out(tiny_model)[name]
     assert r["greedy_worked"] <= 0.2, r  # measured 0.0 on every build
-    assert 0.15 <= r["sampled_worked"] <= 0.7, r
+    assert 0.15 <= r["sampled_worked"] <= 0.7, r  # measured 0.29-0.41
     assert r["sampled_accuracy_worked"] >= r["sampled_accuracy_direct"] + WORKED_GAIN[name], r
     assert r["sampled_format"] <= 0.9, r  # format slips are left for RL to fix
 
 
+# measured (worked - direct): arith 0.61-0.67, percept 0.67-0.68 on seeds 0, 2, 3 (seed 1: 0.19, 0.15)
 WORKED_GAIN = {"arith": 0.3, "percept": 0.15}
 
 
@@ -90,16 +93,17 @@ def test_default_model_reads_the_image(tiny_model):
     r = _held_out(tiny_model)["percept"]
     assert r["reading"] >= READING_MIN, r
     assert r["shuffled_changed"] >= 0.8 and r["shuffled_reading"] <= 0.1, r
-    assert r["sampled_accuracy"] >= r["shuffled_sampled_accuracy"] + 0.15, r
-    assert r["shuffled_sampled_accuracy"] <= r["chance"] + 0.1, r
+    assert r["sampled_accuracy"] >= r["shuffled_sampled_accuracy"] + 0.15, r  # 0.24-0.38 gaps on seeds 0, 2, 3
+    assert r["shuffled_sampled_accuracy"] <= r["chance"] + 0.1, r  # measured 0.135-0.185 against 0.15-0.16
 
 
-READING_MIN = 0.5
+READING_MIN = 0.5  # measured 1.0 on seeds 0, 2, 3 (seed 1: 0.11)
 
 
 @pytest.mark.parametrize("name", sorted(TASKS))
 def test_default_model_answers_in_format(tiny_model, name):
-    # the answer format is mostly right before RL starts (a random model: never)
+    # the answer format is mostly right before RL starts (a random model: never); measured >= 0.975 on every build
+    # for the math tasks, 1.0 for Sokoban on seeds 0, 1, 3 (seed 2: 0.0)
     assert json.loads((tiny_model / REPORT_FILE).read_text())["held_out"][name]["format"] >= 0.8
 
 
