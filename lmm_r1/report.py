@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -96,15 +97,22 @@ def beside_paper(ours: Iterable[dict], analogues: dict[str, str] | None = None,
 
 
 def escape_cell(text: str) -> str:
-    """Text for one markdown table cell that renders as written in JupyterLab and on GitHub: pipes escaped (they
-    split cells), newlines folded, and outside code spans ``<``/``>`` (the HTML sanitizer eats ``<think>``) and
-    ``$`` (MathJax takes ``$...$`` as maths) escaped. A cell wrapped in backticks is a code span: only its pipes
-    need escaping there."""
-    text = str(text).replace("\n", " ")
-    if len(text) >= 2 and text.startswith("`") and text.endswith("`"):
-        return text.replace("|", "\\|")
-    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("$", "\\$")
-            .replace("|", "\\|"))
+    r"""Text for one markdown table cell that renders as written in JupyterLab and on GitHub: pipes escaped (they
+    split cells, inside code spans too), newlines folded, and outside code spans ``<``/``>`` (the HTML sanitizer
+    eats ``<think>``), ``&`` and ``$`` (MathJax takes ``$...$`` as maths) escaped. Inside a code span (```...```)
+    the text is shown literally already.
+
+    >>> escape_cell("✓ `<think> $2$ </think>` and <answer> $3$")
+    '✓ `<think> $2$ </think>` and &lt;answer&gt; \\$3\\$'
+    """
+    out = []
+    for part in re.split(r"(`[^`]*`)", str(text).replace("\n", " ")):
+        if len(part) >= 2 and part.startswith("`") and part.endswith("`"):
+            out.append(part.replace("|", "\\|"))
+        else:
+            out.append(part.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("$", "\\$")
+                       .replace("|", "\\|"))
+    return "".join(out)
 
 
 def _fmt(value: Any, digits: int = 2) -> str:

@@ -220,3 +220,13 @@ def test_example_completions_one_run_per_stage():
                    "fre_text_seed0": "✓ <answer> $1$ </answer>"}  # seed 1 left out; seed 0 kept
     [row] = example_completions(runs, "arith", one_per_stage=False, max_chars=10)
     assert row["fre_text_seed1"] == "✗ " + "x" * 10 + "…"
+
+
+def test_markdown_cells_render_as_written():
+    from lmm_r1.report import markdown
+
+    table = markdown([{"a|b": "missing <think>", "c": "✓ `<answer> $2$ | x </answer>`", "d": "costs $5"}])
+    header, _, row = table.strip().splitlines()
+    assert header == "| a\\|b | c | d |"  # a pipe in a column name no longer splits the header
+    # tags and dollars are escaped outside code spans (the sanitizer and MathJax would eat them), kept inside
+    assert row == "| missing &lt;think&gt; | ✓ `<answer> $2$ \\| x </answer>` | costs \\$5 |"
