@@ -2,28 +2,27 @@
 
 A randomly initialised model never produces a correct answer, so RL on it could only teach the answer format.
 The warm start makes the tiny model what the paper's base model is to LMM-R1: able to reason, unreliable about
-doing it and about the strict answer format. It runs in three phases, each a TRL ``SFTTrainer`` run:
+doing it and about the strict answer format, with one reasoning skill on text and on images. It runs in phases
+(``PHASES``), each a TRL ``SFTTrainer`` run:
 
-1. **Practice** (the pre-training stand-in): the FRE task's worked completions only (``arith``: one reduction
-   a step), without a system prompt, until the tiny model has learned the 98 facts the steps use.
-2. **The mixture** (the instruction-tuning stand-in): ~8,000 prompts of the four offline tasks
-   (``lmm_r1.tasks``; text and image rows mixed, half of them without a system prompt), one epoch. Two habits
-   of real base models are written into it: half of the ``arith`` rows answer **directly** (the expression
-   restated, no working; ``arith.direct_completion``), and a quarter of every math task's rows put a newline
-   between ``</think>`` and ``<answer>``, which the strict format reward rejects (PAPER.md §4).
-3. **Looking**: a second mixture of the same kind, weighted to ``percept`` (12,000 rows, two thirds of them
-   percept), at a smaller step. After it the model's answers depend on the image; after phase 2 they do not.
+1. **Practice** (the pre-training stand-in): arith's worked completions only (restate the expression, then one
+   reduction a sentence), without a system prompt, until the tiny model has learned the 98 facts the steps use.
+2. **Reading**, two passes: percept's worked completions (the same problems, operands in the image), half with
+   the system prompt; the model learns to restate the expression from the image.
+3. **The mixture** (the instruction-tuning stand-in): the four offline tasks, half the rows without a system
+   prompt. Two habits of real base models are written into it: 65% of the arith and percept rows answer
+   **directly** (the expression restated, no working; the tasks' ``direct_completion``), and a quarter of every
+   math task's rows put a newline between ``</think>`` and ``<answer>``, which the strict format reward rejects.
 
 Every answer in the data is correct; only the working and the format vary. So the model starts RL with the format
-mostly right and a partial held-out accuracy: where it answers directly it is near chance, where it works the
-problem out it is mostly right. RL with the paper's rewards has two things to find, as in the paper: the strict
-format (whose reward "saturates early") and the habit of working the problem out (text RL "grows responses").
-The accuracy per task is measured with greedy decoding (``lmm_r1.generation``), scored as ``lmm-r1 eval``
-scores the task sets (``lmm_r1.evaluate.score``), and written to ``warm_start.json`` in the model folder
-(``data_cards/tiny_model.md`` has the numbers and what they do not show).
+mostly right and a partial held-out accuracy: greedy it answers directly (near chance), sampled it works a share
+of the problems out and is then mostly right, in both modalities. RL with the paper's rewards has two things to
+find, as in the paper: the strict format and the habit of working the problem out. The held-out properties
+(``evaluate_tasks``) are written to ``warm_start.json`` in the model folder; ``data_cards/tiny_model.md`` has them
+for several build seeds and what does not hold on every build.
 
-It runs as part of ``lmm-r1 tiny-model`` (``lmm_r1.models.build_tiny_model``), about 4.5 minutes on 2 idle CPU
-cores; on its own:
+It runs as part of ``lmm-r1 tiny-model`` (``lmm_r1.models.build_tiny_model``), about 6 minutes on 2 idle CPU
+cores, its phases logged as they go; on its own:
 
     from lmm_r1.warmstart import warm_start
     report = warm_start("path/to/random/tiny/model", seed=0)   # trains in place, returns the report
