@@ -21,7 +21,7 @@ find, as in the paper: the strict format and the habit of working the problem ou
 (``evaluate_tasks``) are written to ``warm_start.json`` in the model folder; ``data_cards/tiny_model.md`` has them
 for several build seeds and what does not hold on every build.
 
-It runs as part of ``lmm-r1 tiny-model`` (``lmm_r1.models.build_tiny_model``), about 6 minutes on 2 idle CPU
+It runs as part of ``lmm-r1 tiny-model`` (``lmm_r1.models.build_tiny_model``), about 5.5 minutes on 2 idle CPU
 cores, its phases logged as they go; on its own:
 
     from lmm_r1.warmstart import warm_start
