@@ -17,31 +17,31 @@ import subprocess
 import sys
 from pathlib import Path
 
-# property -> (how to read it from a warm-start report, unused, unused): the tests' bars are in tests/test_warmstart.py
+# property -> how to read it from a warm-start report's held_out part (the tests' bars: tests/test_warmstart.py)
 PROPERTIES = {
-    "arith greedy accuracy": (lambda r: r["arith"]["accuracy"], None, "above chance, below 1"),
-    "arith chance": (lambda r: r["arith"]["chance"], None, ""),
-    "arith sampled: share worked out": (lambda r: r["arith"]["sampled_worked"], None, "between 0.15 and 0.85"),
-    "arith sampled: accuracy worked": (lambda r: r["arith"]["sampled_accuracy_worked"], None, ""),
-    "arith sampled: accuracy direct": (lambda r: r["arith"]["sampled_accuracy_direct"], None, ""),
-    "arith sampled format": (lambda r: r["arith"]["sampled_format"], None, "below 0.9: slips left for RL"),
-    "percept greedy accuracy": (lambda r: r["percept"]["accuracy"], None, "above chance, below 1"),
-    "percept chance": (lambda r: r["percept"]["chance"], None, ""),
-    "percept reading (all four digits)": (lambda r: r["percept"]["reading"], None, ""),
-    "percept accuracy, images shuffled": (lambda r: r["percept"]["shuffled_accuracy"], None, ""),
-    "percept completions changed by shuffling": (lambda r: r["percept"]["shuffled_changed"], None, ""),
-    "percept, shuffled: own expression restated": (lambda r: r["percept"].get("shuffled_reading"), None, ""),
-    "percept sampled accuracy": (lambda r: r["percept"]["sampled_accuracy"], None, ""),
-    "percept sampled accuracy, images shuffled": (lambda r: r["percept"].get("shuffled_sampled_accuracy"), None, ""),
-    "percept sampled: share worked out": (lambda r: r["percept"]["sampled_worked"], None, ""),
-    "percept sampled: accuracy worked": (lambda r: r["percept"]["sampled_accuracy_worked"], None, ""),
-    "percept sampled: accuracy direct": (lambda r: r["percept"]["sampled_accuracy_direct"], None, ""),
-    "geometry greedy accuracy": (lambda r: r["geometry"]["accuracy"], None, ""),
-    "geometry chance": (lambda r: r["geometry"]["chance"], None, ""),
-    "sokoban solve rate": (lambda r: r["sokoban"]["accuracy"], None, ""),
-    "sokoban chance": (lambda r: r["sokoban"]["chance"], None, ""),
-    "format, math tasks (min)": (lambda r: min(r[t]["format"] for t in ("arith", "percept", "geometry")), None, ""),
-    "sokoban format": (lambda r: r["sokoban"]["format"], None, ""),
+    "arith greedy accuracy": lambda r: r["arith"]["accuracy"],
+    "arith chance": lambda r: r["arith"]["chance"],
+    "arith sampled: share worked out": lambda r: r["arith"]["sampled_worked"],
+    "arith sampled: accuracy worked": lambda r: r["arith"]["sampled_accuracy_worked"],
+    "arith sampled: accuracy direct": lambda r: r["arith"]["sampled_accuracy_direct"],
+    "arith sampled format": lambda r: r["arith"]["sampled_format"],
+    "percept greedy accuracy": lambda r: r["percept"]["accuracy"],
+    "percept chance": lambda r: r["percept"]["chance"],
+    "percept reading (all four digits)": lambda r: r["percept"]["reading"],
+    "percept accuracy, images shuffled": lambda r: r["percept"]["shuffled_accuracy"],
+    "percept completions changed by shuffling": lambda r: r["percept"]["shuffled_changed"],
+    "percept, shuffled: own expression restated": lambda r: r["percept"].get("shuffled_reading"),
+    "percept sampled accuracy": lambda r: r["percept"]["sampled_accuracy"],
+    "percept sampled accuracy, images shuffled": lambda r: r["percept"].get("shuffled_sampled_accuracy"),
+    "percept sampled: share worked out": lambda r: r["percept"]["sampled_worked"],
+    "percept sampled: accuracy worked": lambda r: r["percept"]["sampled_accuracy_worked"],
+    "percept sampled: accuracy direct": lambda r: r["percept"]["sampled_accuracy_direct"],
+    "geometry greedy accuracy": lambda r: r["geometry"]["accuracy"],
+    "geometry chance": lambda r: r["geometry"]["chance"],
+    "sokoban solve rate": lambda r: r["sokoban"]["accuracy"],
+    "sokoban chance": lambda r: r["sokoban"]["chance"],
+    "format, math tasks (min)": lambda r: min(r[t]["format"] for t in ("arith", "percept", "geometry")),
+    "sokoban format": lambda r: r["sokoban"]["format"],
 }
 
 
@@ -60,7 +60,7 @@ def table(out: Path) -> str:
     reports = {p.parent.name: json.loads(p.read_text()) for p in sorted(out.glob("*/warm_start.json"))}
     names = list(reports)
     lines = ["| property | " + " | ".join(names) + " | min | max |", "|---|" + "---|" * (len(names) + 2)]
-    for prop, (get, _, _) in PROPERTIES.items():
+    for prop, get in PROPERTIES.items():
         values = [get(r["held_out"]) for r in reports.values()]
         cells = ["" if v is None else f"{v:.3f}" for v in values]
         finite = [v for v in values if v is not None]

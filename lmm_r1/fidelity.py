@@ -13,7 +13,7 @@ makes, and the run record lists them too. ``lmm-r1 train --dry-run`` prints the 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 UPSTREAM = "TideDra/lmm-r1@dd143ad"
@@ -138,13 +138,6 @@ REGISTER: tuple[Departure, ...] = (
 )
 
 
-def get(key: str) -> Departure:
-    for entry in REGISTER:
-        if entry.key == key:
-            return entry
-    raise KeyError(f"no fidelity entry {key!r}; entries: {', '.join(e.key for e in REGISTER)}")
-
-
 def _run_value(entry: Departure, cfg) -> Any:
     """What a run used for an entry: its config field's value, or the fixed value where nothing selects it."""
     attr = entry.attr or (entry.option if entry.option and "," not in entry.option else "")
@@ -178,6 +171,3 @@ def markdown() -> str:
                      f"{cell(e.paper)} | {cell(e.scripts)} |")
     return "\n".join(lines) + "\n"
 
-
-def as_records() -> list[dict[str, Any]]:
-    return [asdict(e) for e in REGISTER]
