@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 # Bump whenever the built folder would differ (tokenizer corpus, sizes, warm start): cached copies rebuild.
-BUILDER_VERSION = 6
+BUILDER_VERSION = 7
 BUILD_INFO = "lmm_r1_build.json"
 PAPER_MODEL_ID = "Qwen/Qwen2.5-VL-3B-Instruct"
 
