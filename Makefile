@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-slow test-browser browser lab bench clean
+.PHONY: venv demo test test-slow test-browser test-multiprocess browser lab bench gpu-check-prepare clean
 
 venv: $(STAMP)
 
@@ -27,7 +27,11 @@ test: venv
 	$(PY) -m pytest
 
 test-slow: venv browser
-	$(PY) -m pytest -m "slow or browser"
+	$(PY) -m pytest -m "slow or browser or multiprocess"
+
+# Two training processes (gloo) through torchrun: kill, resume, chain (~1-2 min on 2 cores; CI runs it).
+test-multiprocess: venv
+	$(PY) -m pytest -m multiprocess
 
 # The JupyterLab browser test: Debian's Chromium (apt) driven by Playwright (PyPI); never a downloaded browser build.
 browser: venv
@@ -48,3 +52,14 @@ bench: venv
 
 clean:
 	rm -rf $(VENV) results/tiny
+
+# What scripts/gpu_check.sh carries to a lent GPU machine (its image has torch/transformers/accelerate, not these):
+# pure-Python wheels for its Python 3.12, DeepSpeed as a pure wheel (ops JIT), and the warm-started tiny model.
+gpu-check-prepare: venv
+	mkdir -p .whl results/gpu_check
+	$(PY) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+	  --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl \
+	  trl==1.16.0 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 peft==0.21.2 math-verify==0.9.0 \
+	  latex2sympy2_extended==1.11.0 antlr4-python3-runtime==4.13.2 hjson xxhash
+	DS_BUILD_OPS=0 $(PY) -m pip wheel -q --no-deps -w .whl deepspeed==0.19.8
+	LMM_R1_CACHE=$(CURDIR)/results/gpu_check/cache $(VENV)/bin/lmm-r1 tiny-model

@@ -69,7 +69,7 @@ def run_plain_trl(cfg, model_path: str, root: Path) -> list[float]:
 
     from lmm_r1.models import load_model, load_processor
     from lmm_r1.rewards import reward_funcs
-    from lmm_r1.tasks import TASKS
+    from lmm_r1.toy.tasks import TASKS
 
     funcs, weights = reward_funcs("math")
     args = GRPOConfig(
@@ -105,7 +105,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from lmm_r1.models import build_tiny_model
+    from lmm_r1.toy.model import build_tiny_model
 
     torch.set_num_threads(torch.get_num_threads())
     model_path = str(build_tiny_model())

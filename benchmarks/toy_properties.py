@@ -51,7 +51,7 @@ def build(seeds: list[int], threads: list[int], out: Path) -> None:
             folder = out / f"seed{s}_threads{t}"
             if (folder / "warm_start.json").is_file():
                 continue
-            code = (f"import torch; torch.set_num_threads({t}); from lmm_r1.models import build_tiny_model; "
+            code = (f"import torch; torch.set_num_threads({t}); from lmm_r1.toy.model import build_tiny_model; "
                     f"build_tiny_model({str(folder)!r}, seed={s}, log=print)")
             subprocess.run([sys.executable, "-c", code], check=True)
 

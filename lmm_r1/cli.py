@@ -19,7 +19,7 @@ COMMAND_MODULES = ("lmm_r1.grpo", "lmm_r1.evaluate")
 
 
 def _tiny_model(args: argparse.Namespace) -> int:
-    from lmm_r1.models import build_tiny_model
+    from lmm_r1.toy.model import build_tiny_model
 
     path = build_tiny_model(args.out, seed=args.seed, warm_start=not args.no_warm_start, force=args.force,
                             log=lambda line: print(line, file=sys.stderr, flush=True))

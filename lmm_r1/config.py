@@ -35,11 +35,12 @@ import typing
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
-from lmm_r1.models import PAPER_MODEL_ID, TINY_MAX_PIXELS, TINY_MIN_PIXELS
+from lmm_r1.models import PAPER_MODEL_ID
+from lmm_r1.toy.model import TINY_MAX_PIXELS, TINY_MIN_PIXELS
 
-TINY_MODEL = "tiny"  # the ``model`` value that means "the default warm-started tiny model" (models.build_tiny_model)
+TINY_MODEL = "tiny"  # the ``model`` value that means "the default warm-started tiny model" (toy.model.build_tiny_model)
 
-# Canonical stage name -> (the paper's name, task, modality of its data). Tasks are lmm_r1.tasks.TASKS names.
+# Canonical stage name -> (the paper's name, task, modality of its data). Tasks are lmm_r1.toy.tasks.TASKS names.
 STAGES: dict[str, tuple[str, str]] = {
     "fre_text": ("FRE-Text", "arith"),
     "fre_multi": ("FRE-Multi", "percept"),
@@ -101,7 +102,7 @@ class StageConfig:
 
     # --- data ------------------------------------------------------------------------------------------------
     task: Literal["arith", "percept", "geometry", "sokoban"]
-    """Offline task (``lmm_r1.tasks.TASKS``) that defines the reward kind and, when ``dataset`` is None, the data."""
+    """Offline task (``lmm_r1.toy.tasks.TASKS``) that defines the reward kind and, when ``dataset`` is None, the data."""
     dataset: str | None = None
     """None: generate ``train_size`` rows of ``task``; else a paper data set (``lmm_r1.data``) or a JSONL path."""
     data_dir: str | None = None
@@ -219,6 +220,9 @@ class StageConfig:
     """Write metrics every this many optimizer steps (every step: the curves are the result)."""
     log_completions_steps: int = 10
     """Log sampled completions with their rewards every this many optimizer steps (0: never)."""
+    sentinel_every: int = 10
+    """Take the vision-ablation sentinel reading every this many rollouts (``lmm_r1.sentinels``; the others are
+    read every rollout)."""
     num_completions_to_log: int = 4
     """How many completions of the rollout to log each time."""
     save_steps: int = 50
@@ -234,7 +238,7 @@ class StageConfig:
             raise ConfigError(f"stage must be the canonical name {stage!r}, got {self.stage!r}")
         positive = ("num_generations", "generation_batch_size", "updates_per_rollout", "micro_batch_size",
                     "num_episodes", "max_completion_length", "max_prompt_length", "min_pixels", "max_pixels",
-                    "logging_steps", "save_steps", "save_total_limit")
+                    "logging_steps", "save_steps", "save_total_limit", "sentinel_every")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
@@ -470,7 +474,7 @@ PAPER_TABLE: dict[str, dict[str, Any]] = {
     "mgt_percept": dict(prompts=(256, 256), episodes=(2, 2), max_gen=(8192, 8000), lr=(4e-7, 4e-7), kl=(1e-3, 0.0),
                         critic_lr=None, dataset="vermulti"),
     "mgt_sokoban": dict(prompts=(128, 128), episodes=(4, 4), max_gen=(8192, 8196), lr=(1e-6, 1e-6), kl=(0.0, 0.0),
-                        critic_lr=5e-6, dataset=None),  # levels are generated (lmm_r1.tasks.sokoban)
+                        critic_lr=5e-6, dataset=None),  # levels are generated (lmm_r1.toy.tasks.sokoban)
 }
 # OpenRLHF's train_batch_size equals the rollout's prompt count in every column (128 or 256 samples per optimizer
 # step), so each rollout of prompts x 16 samples gives 16 optimizer steps (ppo_actor.py, max_epochs 1).
@@ -511,7 +515,7 @@ def _paper_values(stage: str, follows: str) -> tuple[dict[str, Any], dict[str, s
                     ("temperature", "top_p", "max_prompt_length", "min_pixels", "max_pixels", "num_generations")})
     sources.update(
         stage="requested", preset="requested", follows="requested",
-        task=f"lmm_r1.tasks name for {STAGES[column][0]}'s domain",
+        task=f"lmm_r1.toy.tasks name for {STAGES[column][0]}'s domain",
         dataset="PAPER.md §6 data table" + (" (Sokoban levels are generated)" if column == "mgt_sokoban" else ""),
         train_size="PAPER.md §6: 11,500 levels" if column == "mgt_sokoban" else "all rows (PAPER.md §6)",
         system_prompt="PAPER.md §5",
@@ -594,7 +598,7 @@ def _tiny_values(stage: str) -> tuple[dict[str, Any], dict[str, str]]:
     if stage in _TINY_IMAGE_STAGES:
         sources.update({k: "tiny preset (lmm_r1/config.py _TINY_IMAGE: larger percept rollouts)" for k in _TINY_IMAGE})
     sources.update(stage="requested", preset="requested", follows="requested (recorded; tiny sizes are the kit's)",
-                   task="offline task for the stage's domain (lmm_r1.tasks)", system_prompt="PAPER.md §5",
+                   task="offline task for the stage's domain (lmm_r1.toy.tasks)", system_prompt="PAPER.md §5",
                    init_from="PAPER.md §1 (MGT continues from FRE-Text)" if stage in _MGT
                    else "PAPER.md §1 (from the base model)",
                    freeze_vision_tower="PAPER.md §3 (frozen for Sokoban)", beta="PAPER.md §3 table: KL coef",

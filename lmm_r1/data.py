@@ -2,7 +2,7 @@
 
 LMM-R1 trains on JSONL files where each line is ``{"message": "<JSON list of chat messages>", "answer": "$3$",
 ...}`` (PAPER.md §6). ``load_message_jsonl`` turns such a file into the row schema TRL's GRPOTrainer takes for
-vision-language models, the same schema the offline tasks (``lmm_r1.tasks``) generate:
+vision-language models, the same schema the offline tasks (``lmm_r1.toy.tasks``) generate:
 
     prompt   [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "..."}]}]
     images   [PIL images, decoded lazily by ``datasets``]   (absent for text-only files)
@@ -16,7 +16,7 @@ On a GPU server with hub access:
     ds, dropped = filter_by_prompt_length(ds, processor, 4096)  # image tokens counted, never truncated
 
 Offline (this CPU machine, CI), ``load_paper_dataset`` raises ``DatasetUnavailable`` naming the data set and the
-generated task that stands in for it (``lmm_r1.tasks``); a local copy loads with ``load_message_jsonl(path,
+generated task that stands in for it (``lmm_r1.toy.tasks``); a local copy loads with ``load_message_jsonl(path,
 image_root=...)``. Cards: ``data_cards/deepscaler.md``, ``vermulti.md``, ``vermulti_geo.md``, ``sokoban_paper.md``.
 """
 
@@ -62,7 +62,7 @@ class PaperDataset:
     message_file: str  # the OpenRLHF message JSONL in that repository
     image_archive: str | None  # tarball of the images the JSONL points to (None: text only)
     rows: int  # rows in the released file, as published (the paper's name may round it)
-    offline_task: str  # the generated task in lmm_r1.tasks that stands in for it offline
+    offline_task: str  # the generated task in lmm_r1.toy.tasks that stands in for it offline
     card: str  # data card under data_cards/
 
 
@@ -83,7 +83,7 @@ def paper_dataset(name: str) -> PaperDataset:
         return PAPER_DATASETS[name]
     except KeyError:
         raise ValueError(f"unknown paper data set {name!r}; choose one of {sorted(PAPER_DATASETS)} "
-                         "(Sokoban levels are generated: lmm_r1.tasks.sokoban)") from None
+                         "(Sokoban levels are generated: lmm_r1.toy.tasks.sokoban)") from None
 
 
 def fetch_paper_dataset(name: str, cache_dir: str | Path | None = None,
@@ -107,7 +107,7 @@ def fetch_paper_dataset(name: str, cache_dir: str | Path | None = None,
             raise DatasetUnavailable(
                 f"cannot fetch {spec.name} ({spec.repo_id}, {filename}) from the Hugging Face hub: "
                 f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}. Offline, train on the generated "
-                f"task {spec.offline_task!r} instead (lmm_r1.tasks.TASKS[{spec.offline_task!r}].make_dataset), "
+                f"task {spec.offline_task!r} instead (lmm_r1.toy.tasks.TASKS[{spec.offline_task!r}].make_dataset), "
                 f"or load a local copy with lmm_r1.data.load_message_jsonl(path, image_root=...). "
                 f"See {spec.card}."
             ) from e

@@ -110,14 +110,14 @@ _SETS = [
 
 
 def _task_sets() -> list[EvalSet]:
-    from lmm_r1.tasks import TASKS
+    from lmm_r1.toy.tasks import TASKS
 
     out = []
     for name, module in TASKS.items():
         scoring = "sokoban" if module.REWARD == "sokoban" else "math"
         out.append(EvalSet(name=name, title=name, source="task", modality=module.MODALITY, scoring=scoring,
                            split="test", system_prompt="sokoban" if scoring == "sokoban" else "r1",
-                           notes=f"lmm_r1.tasks.{name} held-out split"))
+                           notes=f"lmm_r1.toy.tasks.{name} held-out split"))
     return out
 
 
@@ -318,7 +318,7 @@ def load_hub_split(spec: EvalSet):
 
 def item_from_row(spec: EvalSet, row: dict, sys_text: str | None) -> Item | None:
     """One hub row in the kit's shape (None for rows the benchmark excludes); images opened, failures kept."""
-    from lmm_r1.tasks.base import build_prompt
+    from lmm_r1.toy.tasks.base import build_prompt
 
     fields = _ADAPTERS[spec.hub_id](row, sys_text)
     if fields is None:
@@ -348,8 +348,8 @@ def _hub_items(spec: EvalSet, n: int | None, seed: int, sys_text: str | None) ->
 
 
 def _task_items(spec: EvalSet, n: int, seed: int, system_prompt: str) -> list[Item]:
-    from lmm_r1.tasks import TASKS
-    from lmm_r1.tasks.base import prompt_text_of
+    from lmm_r1.toy.tasks import TASKS
+    from lmm_r1.toy.tasks.base import prompt_text_of
 
     ds = TASKS[spec.name].make_dataset("test", n, seed=seed, system_prompt=system_prompt)
     ds = _undecoded(ds)

@@ -6,12 +6,8 @@
         --profile paper --name baseline --no-system-prompt                     # GPU server, hub access
 
 Decoding follows the paper (PAPER.md §7): greedy, at most 4096 new tokens, the R1 system prompt for trained
-models and none for the baseline. Scoring, per row of an evaluation set (``lmm_r1.evalsets``):
-
-- ``math``: math-verify on the whole completion against the gold answer, as the accuracy reward does, in the
-  killable worker pool of ``lmm_r1.verifier`` (untrusted output never reaches math-verify in this process);
-- ``choice``: the option letter extracted by :func:`extract_choice`;
-- ``sokoban``: solved (every box on a target) by the task's one simulator, plus the LMM-R1 Sokoban reward.
+models and none for the baseline. Scoring by rules is ``lmm_r1.scoring`` (math-verify in the killable worker
+pool, option letters, the Sokoban simulator), or an optional LLM judge (``lmm_r1.judge``).
 
 Each run writes ``results/<profile>/evaluation/<name>/``: ``samples/<benchmark>.csv`` (prompt id, completion,
 extracted answer, gold, correct, scorer, ...), ``summary.csv`` and ``summary.md`` (one row per benchmark, then
@@ -28,245 +24,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from lmm_r1.evalsets import LETTERS, Item, get, load_items
+from lmm_r1.evalsets import get, load_items
+from lmm_r1.scoring import RULE, Record, metrics_of, score, summarize
 
-RULE = "rule"  # the scorer label of rule-based results; a judge's is "judge:<model>"
 DEFAULT_TASK_SETS = ("arith", "percept", "geometry", "sokoban")
-
-
-# answer extraction
-
-_ANSWER_BLOCK = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.DOTALL)
-
-
-def _last_boxed(text: str) -> str | None:
-    """Content of the last ``\\boxed{...}`` (balanced braces), or None."""
-    start = text.rfind("\\boxed{")
-    if start < 0:
-        return None
-    depth, i = 0, start + len("\\boxed")
-    for j in range(i, len(text)):
-        depth += {"{": 1, "}": -1}.get(text[j], 0)
-        if depth == 0:
-            return text[i + 1:j]
-    return None
-
-
-def answer_region(text: str) -> str | None:
-    """Where a completion states its answer: the last ``<answer>`` block, else the last ``\\boxed{}``."""
-    blocks = _ANSWER_BLOCK.findall(text)
-    if blocks:
-        return blocks[-1].strip()
-    boxed = _last_boxed(text)
-    return boxed.strip() if boxed is not None else None
-
-
-def extract_answer(text: str, max_chars: int = 200) -> str:
-    """The stated answer for the records: the answer region, else the last non-empty line (clipped)."""
-    region = answer_region(text)
-    if region is None:
-        lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-        region = lines[-1] if lines else ""
-    return region[-max_chars:]
-
-
-def _plain(s: str) -> str:
-    """Strip LaTeX wrappers around a short answer: ``$\\boxed{\\text{B}}$`` -> ``B``."""
-    s = s.replace("$", "")
-    for _ in range(3):
-        s = re.sub(r"\\(?:boxed|text|textbf|mathrm|mathbf)\s*\{([^{}]*)\}", r"\1", s)
-    return s.strip()
-
-
-def _norm_option(s: str) -> str:
-    return re.sub(r"\s+", "", _plain(s)).lower().rstrip(".")
-
-
-def extract_choice(text: str, choices: dict[str, str] | None = None) -> str | None:
-    """The option letter a completion chooses, or None when it names none (or several).
-
-    The answer region (``<answer>`` block, else ``\\boxed{}``) is read first, then the whole text:
-    ``B``, ``(B)``, ``B.``, ``B: 8/11``, ``Option B``, "the answer is B", or an option's exact text.
-    Bare capital letters count only inside the answer region (elsewhere "A" is usually an article).
-
-    >>> extract_choice("<think> 3/11 is too small </think><answer> (B) </answer>")
-    'B'
-    >>> extract_choice("So the answer is 8/11.", {"A": "3/11", "B": "8/11"})
-    'B'
-    """
-    letters = "".join(choices) if choices else LETTERS[:5]
-    region = answer_region(text)
-    candidates = ([(region, True)] if region is not None else []) + [(text, False)]
-    for s, is_region in candidates:
-        s = _plain(s)
-        m = re.fullmatch(rf"(?i:option|choice)?\s*\(?([{letters}])\)?(?:[.:)]\s*.*)?", s, re.DOTALL)
-        if m:
-            return m.group(1)
-        stated = re.findall(rf"(?i:answer|option|choice)\s*(?:is|:)?\s*\(?([{letters}])(?![A-Za-z])", s)
-        if stated:
-            return stated[-1]
-        parenthesised = set(re.findall(rf"\(([{letters}])\)", s))
-        if len(parenthesised) == 1:
-            return parenthesised.pop()
-        if choices:
-            texts = {k: _norm_option(v) for k, v in choices.items() if _norm_option(v)}
-            target = _norm_option(s)
-            hits = [k for k, v in texts.items() if v == target] or (
-                [k for k, v in texts.items() if re.search(rf"(?:is|=)\s*{re.escape(v)}\s*$", target)])
-            if len(hits) == 1:
-                return hits[0]
-        if is_region:
-            bare = set(re.findall(rf"(?<![A-Za-z])([{letters}])(?![A-Za-z])", s))
-            if len(bare) == 1:
-                return bare.pop()
-    return None
-
-
-# scoring
-
-def _as_boxed(answer: str) -> str:
-    """A judge-extracted answer as ``\\boxed{...}``: the reward's extraction settings need an anchor (a boxed
-    answer or an "answer" cue); a bare ``$42$`` is deliberately not extracted (try_extract_without_anchor=False)."""
-    answer = answer.strip()
-    if "\\boxed" in answer:
-        return answer
-    return f"$\\boxed{{{answer.strip('$').strip()}}}$"
-
-
-def verify_many(golds: Sequence[str], predictions: Sequence[str], timeout: float) -> list:
-    """math-verify (gold first, the documented order) in the killable worker pool of ``lmm_r1.verifier``.
-
-    Returns its ``Judgement`` per pair (``correct`` True/False/None and a ``status``: "ok", "no_extraction",
-    "unparseable_gold", "timeout" or "error"). The gold is wrapped ``$gold$`` there, as in the reward.
-    """
-    from lmm_r1 import verifier
-
-    return verifier.judge(list(golds), list(predictions), timeout=timeout)
-
-
-@dataclass
-class Record:
-    """One scored sample: a row of ``samples/<benchmark>.csv``."""
-
-    benchmark: str
-    id: str
-    group: str | None
-    scoring: str
-    scorer: str
-    gold: str
-    extracted: str
-    correct: bool
-    judged: bool
-    """False when the answer could not be judged (verifier timeout or error, unparseable gold): counted, and
-    scored wrong (the paper's denominator is every question)."""
-    completion: str
-    completion_tokens: int
-    format_ok: bool | None
-    reward: float | None = None
-    error: str | None = None
-
-
-def score(benchmark: str, items: Sequence[Item], completions: Sequence[str], *, tokenizer=None,
-          judge=None, judge_fallback: bool = False, verify_timeout: float = 10.0) -> list[Record]:
-    """Score ``completions`` (one per item, in order) and return one record per item.
-
-    Empty completions and rows whose images failed to load are scored wrong and say why in ``error``. With a
-    ``judge`` (``lmm_r1.judge.Judge``) the judge extracts each answer first and the rules compare it; if the
-    judge fails and ``judge_fallback`` is set, rows are scored by rules alone and labelled so.
-    """
-    from lmm_r1 import rewards
-    from lmm_r1.judge import JudgeUnavailable, last_words
-    from lmm_r1.tasks import sokoban
-
-    spec = get(benchmark)
-    if len(items) != len(completions):
-        raise ValueError(f"{benchmark}: {len(items)} items but {len(completions)} completions")
-    texts = [rewards.completion_text(c) for c in completions]  # the response a reward judges: stripped
-    extracted = [extract_answer(t) for t in texts]
-    scorer = RULE
-    judged_rows = [i for i, (it, t) in enumerate(zip(items, texts)) if it.scoring != "sokoban" and t.strip()
-                   and it.image_error is None]
-    if judge is not None and judged_rows:
-        try:
-            found = judge.extract_many([items[i].question for i in judged_rows],
-                                       [last_words(texts[i], spec.judge_last_words) for i in judged_rows])
-            for i, answer in zip(judged_rows, found):
-                extracted[i] = answer
-            scorer = judge.label
-        except JudgeUnavailable:
-            if not judge_fallback:
-                raise
-    records = []
-    math_rows = [i for i in judged_rows if items[i].scoring == "math"]
-    # The rules read the whole completion (the accuracy reward's setting); after a judge, its extraction.
-    preds = [texts[i] if scorer == RULE else _as_boxed(extracted[i]) for i in math_rows]
-    verdicts = dict(zip(math_rows, verify_many([items[i].answer for i in math_rows], preds, verify_timeout)))
-    for i, (item, text) in enumerate(zip(items, texts)):
-        error = item.image_error and f"image failed to load: {item.image_error}"
-        error = error or (None if text.strip() else "empty completion")
-        correct, judged, reward, format_ok = False, True, None, rewards.is_strict_format(text)
-        if item.scoring == "sokoban":
-            moves = sokoban.parse_actions(text)
-            format_ok = moves is not None
-            extracted[i] = ", ".join(moves) if moves else extracted[i]
-            correct = bool(moves) and sokoban.solves(item.level, moves)
-            # the reward's components, summed (sokoban_reward itself also bumps the training counters)
-            parts = rewards.sokoban_components(text, item.level)
-            reward = round(sum(parts.values()), 10) if parts else 0.0
-        elif error:
-            pass
-        elif item.scoring == "math":
-            verdict = verdicts[i]
-            correct, judged = bool(verdict.correct), verdict.status in ("ok", "no_extraction")
-            error = None if judged else f"verifier: {verdict.status}"
-        else:  # choice
-            letter = extract_choice(extracted[i] if scorer != RULE else text, item.choices)
-            extracted[i] = letter or extracted[i]
-            correct = letter is not None and letter == item.answer
-        n_tokens = len(tokenizer(text, add_special_tokens=False)["input_ids"]) if tokenizer else len(text.split())
-        records.append(Record(benchmark=benchmark, id=item.id, group=item.group, scoring=item.scoring,
-                              scorer=RULE if item.scoring == "sokoban" else scorer, gold=item.answer,
-                              extracted=extracted[i], correct=bool(correct), judged=judged, completion=text,
-                              completion_tokens=n_tokens, format_ok=format_ok, reward=reward, error=error))
-    return records
-
-
-def summarize(records: Sequence[Record], load_counts: dict[str, int] | None = None) -> dict[str, Any]:
-    """One summary row: accuracy over every item (failed images and empty completions count as wrong)."""
-    n = len(records)
-    if n == 0:
-        raise ValueError("no records to summarise")
-    mean = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
-    row = {
-        "benchmark": records[0].benchmark,
-        "n": n,
-        "accuracy": mean([r.correct for r in records]),
-        "format": mean([bool(r.format_ok) for r in records]),
-        "completion_tokens": mean([r.completion_tokens for r in records]),
-        "empty_completions": sum(r.error == "empty completion" for r in records),
-        "image_errors": sum(bool(r.error and r.error.startswith("image failed")) for r in records),
-        "unjudged": sum(not r.judged for r in records),
-        "excluded_rows": (load_counts or {}).get("excluded_rows", 0),
-        "scorer": ",".join(sorted({r.scorer for r in records})),
-    }
-    rewards = [r.reward for r in records if r.reward is not None]
-    row["reward"] = mean(rewards)
-    return row
-
-
-def metrics_of(summary_rows: Sequence[dict]) -> dict[str, float]:
-    """``eval/<benchmark>/<metric>`` for the run record (overall rows only)."""
-    out: dict[str, float] = {}
-    for row in summary_rows:
-        if row.get("group"):
-            continue
-        b = row["benchmark"]
-        for key in ("accuracy", "format", "completion_tokens", "empty_completions", "image_errors", "unjudged"):
-            out[f"eval/{b}/{key}"] = row[key]
-        if row.get("reward") is not None:
-            out[f"eval/{b}/reward"] = row["reward"]
-            out[f"eval/{b}/success_rate"] = row["accuracy"]  # for Sokoban, accuracy is the success rate
-    return out
 
 
 # the run
@@ -289,7 +50,8 @@ def resolve_model(model: str | Path) -> str:
     A path that does not exist (anything with a folder separator beyond ``owner/name``) is an error that names
     it, rather than a confusing hub lookup.
     """
-    from lmm_r1.models import build_tiny_model, is_model_dir
+    from lmm_r1.models import is_model_dir
+    from lmm_r1.toy.model import build_tiny_model
 
     if str(model) == "tiny":
         return str(build_tiny_model())

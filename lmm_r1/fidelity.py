@@ -127,7 +127,7 @@ REGISTER: tuple[Departure, ...] = (
         "sokoban_levels", "Sokoban training levels",
         "11,500 gym-sokoban levels (5,000 small-v0, 5,000 small-v1, 500 each v0, v1, large-v0), frames at 640 px",
         "not implemented yet: the paper presets of the Sokoban stages train on the kit's generated rooms "
-        "(lmm_r1.tasks.sokoban, 112 px)",
+        "(lmm_r1.toy.tasks.sokoban, 112 px)",
         "dataset", "generated rooms", "generated rooms", implemented=False,
         stages=("mgt_sokoban", "direct_rl_sokoban")),
     Departure(

@@ -37,8 +37,9 @@ runs generation on GPUs of its own (here 4 + 4: the number of training processes
 of one update, 2048 = 128 prompts x 16, by processes x micro_batch_size; TRL pushes the policy's weights to the
 server before every rollout, so the server starts from the same folder the stage starts from):
 
-    CUDA_VISIBLE_DEVICES=4,5,6,7 trl vllm-serve --model Qwen/Qwen2.5-VL-3B-Instruct --tensor_parallel_size 1 \
-        --max_model_len 12288 --gpu_memory_utilization 0.9
+    lmm-r1 train --stage fre_text --preset paper --set vllm_mode=server --vllm-serve-command   # prints:
+    CUDA_VISIBLE_DEVICES=4,5,6,7 trl vllm-serve --model Qwen/Qwen2.5-VL-3B-Instruct --max_model_len 12288 \
+        --gpu_memory_utilization 0.9 --mm-processor-kwargs '{"min_pixels": 3136, "max_pixels": 501760}'
     CUDA_VISIBLE_DEVICES=0,1,2,3 accelerate launch --config_file configs/zero3_8gpu.yaml --num_processes 4 \
         -m lmm_r1.cli train --stage fre_text --preset paper --set vllm_mode=server
 
@@ -141,7 +142,7 @@ def resolve_init(cfg: StageConfig, *, profile: str, results_dir: str | Path | No
             raise InitFromError(f"init_from={cfg.init_from!r}: {path} {what}; {how}")
         return str(path)
     if cfg.model == TINY_MODEL:
-        from lmm_r1.models import build_tiny_model
+        from lmm_r1.toy.model import build_tiny_model
 
         return str(build_tiny_model())
     return cfg.model
@@ -210,7 +211,7 @@ def load_train_dataset(cfg: StageConfig, processor):
     from lmm_r1.data import filter_by_prompt_length
 
     if cfg.dataset is None:
-        from lmm_r1.tasks import TASKS
+        from lmm_r1.toy.tasks import TASKS
 
         if cfg.train_size <= 0:
             raise DataError(f"train_size must be > 0 to generate the {cfg.task!r} task's rows")
@@ -381,6 +382,7 @@ def build_trainer(cfg: StageConfig, *, output_dir: str | Path, profile: str | No
 
     trainer = LMMR1Trainer(
         algorithm="reinforce_pp_baseline" if cfg.algorithm == "reinforce_pp_baseline" else "trl",
+        pixel_limits=pixel_limits(cfg), sentinel_every=cfg.sentinel_every,
         model=model,
         reward_funcs=funcs,
         args=args,
@@ -390,6 +392,32 @@ def build_trainer(cfg: StageConfig, *, output_dir: str | Path, profile: str | No
         peft_config=lora_config(cfg) if cfg.lora_r else None,
     )
     return Stage(trainer=trainer, cfg=cfg, source=source, n_train=len(train_ds), n_dropped=dropped)
+
+
+def pixel_limits(cfg: StageConfig) -> dict[str, int]:
+    """The stage's image processor limits, as vLLM's ``mm_processor_kwargs`` takes them (vllm 0.31
+    model_executor/models/qwen2_vl.py:894-901): rollouts must see the image tokens training sees."""
+    return {"min_pixels": cfg.min_pixels, "max_pixels": cfg.max_pixels}
+
+
+def vllm_serve_command(cfg: StageConfig, model: str | None = None, gpus: str = "4,5,6,7") -> str:
+    """The ``trl vllm-serve`` command for a server-mode run of ``cfg``: the stage's starting model, a context
+    for the longest prompt and completion, and the stage's pixel limits (TRL forwards unknown arguments to
+    ``vllm serve``, trl scripts/vllm_serve.py:195-276; without them the server uses the folder's processor
+    limits, which for the hub model are Qwen's 12.8 MP, not training's)."""
+    import shlex
+
+    limits = json.dumps(pixel_limits(cfg))
+    if model is None and cfg.init_from is not None:  # a stage name means that stage's run folder
+        try:
+            stage = canonical_stage(cfg.init_from)
+        except ConfigError:
+            stage = None
+        model = cfg.init_from if stage is None else str(run_dir(cfg.preset, f"{stage}_seed{cfg.seed}") / MODEL_DIR)
+    model = model or cfg.model
+    return (f"CUDA_VISIBLE_DEVICES={gpus} trl vllm-serve --model {shlex.quote(str(model))} "
+            f"--max_model_len {cfg.max_prompt_length + cfg.max_completion_length} "
+            f"--gpu_memory_utilization 0.9 --mm-processor-kwargs {shlex.quote(limits)}")
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -484,7 +512,8 @@ def train(cfg: StageConfig, *, results_dir: str | Path | None = None, profile: s
 
     profile = profile or cfg.preset
     folder = run_dir(profile, cfg.run_name, results_dir)
-    check_hardware(cfg)  # before touching the run folder
+    check_hardware(cfg)  # before touching the run folder, as is the batch arithmetic:
+    gradient_accumulation_steps(cfg, world_size())  # a failed start must not leave a config that blocks the next
     launch = PartialState()
     # The main process prepares the folder first; the others then find it prepared (never delete it twice).
     with launch.main_process_first():
@@ -525,6 +554,7 @@ def train(cfg: StageConfig, *, results_dir: str | Path | None = None, profile: s
         init_source=stage.source, model_dir=str(model_dir), resumed_from=resume_from,
         n_train_prompts=stage.n_train, n_dropped_prompts=stage.n_dropped,
         trainer_summary=run_log.summary, global_step=stage.trainer.state.global_step,
+        sentinels=stage.trainer.sentinels.summary(),
     )
     return json.loads(path.read_text())
 
@@ -628,6 +658,9 @@ def _train_command(args) -> int:
     if not args.stage and not args.config:
         raise ConfigError(f"--stage is required; stages: {', '.join(STAGES)}")
     cfg = config_from_args(args)
+    if args.vllm_serve_command:
+        print(vllm_serve_command(cfg))
+        return 0
     if args.dry_run:
         sources = cfg.sources
         for name, value in to_dict(cfg).items():
@@ -672,6 +705,8 @@ def register_cli(subparsers) -> None:
     p.add_argument("--overwrite", action="store_true", help="discard an existing run folder instead of resuming")
     p.add_argument("--dry-run", action="store_true", help="print the config with the source of each value")
     p.add_argument("--list-fields", action="store_true", help="print every config field with its docstring")
+    p.add_argument("--vllm-serve-command", action="store_true",
+                   help="print the `trl vllm-serve` command for this stage's server mode (pixel limits included)")
     p.set_defaults(func=_train_command)
 
 

@@ -32,7 +32,7 @@ def system_prompt(name: str) -> str | None:
     except KeyError:
         raise ValueError(f"unknown system prompt {name!r}; choose one of {sorted(SYSTEM_PROMPTS)}") from None
 
-# User turns of the offline tasks (lmm_r1/tasks/). The R1 system prompt above carries the answer format; the
+# User turns of the offline tasks (lmm_r1/toy/tasks/). The R1 system prompt above carries the answer format; the
 # Sokoban system prompt does not, so the Sokoban user turn asks for the tags itself (PAPER.md §5).
 SOKOBAN_USER = (
     "Solve this Sokoban level. Answer with the moves as a comma-separated sequence of Left, Right, Up and Down, "

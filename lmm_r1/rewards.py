@@ -25,7 +25,7 @@ Semantics (paper and released code; choices where they are silent):
   the interval ``(1,2)`` as prediction, while the swapped call rejects it and instead accepts ``1<x<2`` against
   a gold ``(1,2)``. A judgement that errors scores 0.0 (as upstream's later code; 1.0 at paper time), counted.
   A judgement that takes longer than ``timeout`` (3 s) is killed and scores 0.0, counted.
-- ``sokoban_reward``: see its docstring; the simulator is ``lmm_r1.tasks.sokoban.simulate``.
+- ``sokoban_reward``: see its docstring; the simulator is ``lmm_r1.toy.tasks.sokoban.simulate``.
 
 With TRL, None becomes NaN: the sample's accuracy term drops out of the weighted sum (``nansum``), so a group
 whose gold cannot be parsed learns from its format reward only. Counters (``reward_counters()``) are cumulative
@@ -321,7 +321,7 @@ def has_repetition(text: str, max_k: int = REPEAT_MAX_K, max_run: int = REPEAT_M
 
 def _upstream_parts(text: str, level: str) -> dict[str, float] | None:
     """``sokoban_verifier.py`` at dd143ad, line by line (verify_format, then verify_sokoban), then the clip."""
-    from lmm_r1.tasks import sokoban
+    from lmm_r1.toy.tasks import sokoban
 
     if any(text.count(tag) != 1 for tag in ("<think>", "</think>", "<answer>", "</answer>")):
         return None
@@ -346,7 +346,7 @@ def _upstream_parts(text: str, level: str) -> dict[str, float] | None:
 def _kit_parts(text: str, level: str) -> dict[str, float] | None:
     """The kit's variant (builder versions <= 5): n capped at 50, the task term may be negative, repetition
     looked for in the thinking (-0.2 off the total, floored at 0), no clip."""
-    from lmm_r1.tasks import sokoban
+    from lmm_r1.toy.tasks import sokoban
 
     actions = sokoban.parse_actions(text)
     if actions is None:

@@ -16,18 +16,88 @@ What it changes, and nothing else (``lmm_r1.grpo`` builds it from a stage config
    Other values of ``algorithm`` leave TRL's estimators as they are.
 2. **Resuming a checkpoint** loads the weights through ``from_pretrained`` (transformers 5.17 loads the raw
    keys, which for Qwen2.5-VL match nothing: transformers#43701), except under DeepSpeed, FSDP and peft,
-   whose own paths are right.
+   whose own paths are right; several CPU processes load the optimizer state to ``cpu`` (transformers maps it
+   to ``cpu:<rank>``, which ``torch.load`` rejects).
+3. **vLLM rollouts see the trainer's image tokens** (verified against TRL 1.16.0 and vLLM 0.31.0 source; no GPU
+   here). TRL hands vLLM the processor's prompt ids, in which every ``<|image_pad|>`` is already expanded to the
+   image's M tokens, together with the image (trl generation/vllm_generation.py:708-716); vLLM 0.31 expands the
+   first pad of each image again to its own N tokens and leaves the other M-1 as text (vllm
+   model_executor/models/qwen2_vl.py:1124-1157 ``PromptReplacement(target=[pad], replacement=[pad] * N)``,
+   multimodal/processing/processor.py:511-548, 807-832: one non-overlapping match per image; TRL #6294, open).
+   In colocate mode the kit collapses each run of pads to one before vLLM sees the prompt (training keeps the
+   expanded ids: TRL discards the prompt ids vLLM returns, grpo_trainer.py:1775). In both modes the prompt vLLM
+   returns must hold exactly the trainer's image-token count per row, or the run stops
+   (``sentinels.ImageTokenMismatch``). The colocated engine gets the stage's pixel limits as
+   ``mm_processor_kwargs`` (TRL builds it without, vllm_generation.py:347-364, so a hub model's default 12.8 MP
+   would give other tokens than training's 501,760 px); server mode gets them on ``trl vllm-serve``'s command
+   line (``lmm_r1.grpo.vllm_serve_command``).
+4. **No vision token in a completion.** A sampled ``<|image_pad|>`` would break the training forward (image
+   tokens without features). TRL suppresses only that one token, only on the transformers path
+   (grpo_trainer.py:1168-1170); the kit suppresses every vision token there, gives them a -100 logit bias in
+   vLLM, and cuts a vLLM completion at the first one that still gets through (counted: sentinel
+   ``special_tokens``).
+5. **Sentinels for silent failure** (``lmm_r1.sentinels``): readings logged as ``train/sentinel/*``, warnings
+   when one fires, a summary in the run record.
 """
 
 from __future__ import annotations
 
+import functools
+import math
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from trl import GRPOTrainer
 
+from lmm_r1.sentinels import ImageTokenMismatch, Watch, blank_pixels, special_token_share
+
 REWARD_CLIP = 10.0  # OpenRLHF's --reward_clip_range default (-10, 10), train_ppo_ray.py
 ALGORITHMS = ("reinforce_pp_baseline", "trl")
+VISION_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>")
+BANNED_LOGIT_BIAS = -100.0  # vLLM adds it to the logit: never sampled in practice, cut if it is
+SENTINEL_EVERY = 10  # rollouts between vision-ablation readings (two extra forward passes of the batch)
+
+
+def collapse_image_pads(ids: list[int], pad: int) -> list[int]:
+    """Each run of ``pad`` down to one pad: the prompt vLLM expects, one placeholder per image that it expands
+    to the image's tokens itself. Images are runs apart (``<|vision_start|>`` pads ``<|vision_end|>``).
+
+    >>> collapse_image_pads([1, 9, 7, 7, 7, 8, 9, 7, 7, 8], pad=7)
+    [1, 9, 7, 8, 9, 7, 8]
+    """
+    return [t for i, t in enumerate(ids) if t != pad or i == 0 or ids[i - 1] != pad]
+
+
+def cut_at_tokens(completion_ids, logprobs, logprob_token_ids, banned: set[int]):
+    """Each completion (and its log-prob rows) cut before the first ``banned`` token; returns the three lists
+    and how many completions were cut. The tokens before it were sampled from the policy and stay."""
+    ids_out, lps_out, lpt_out, cut = [], [], [], 0
+    for j, ids in enumerate(completion_ids):
+        ids = list(ids)
+        k = next((i for i, t in enumerate(ids) if t in banned), len(ids))
+        cut += k < len(ids)
+        ids_out.append(ids[:k])
+        lps_out.append(logprobs[j][:k] if logprobs is not None else None)
+        lpt_out.append(logprob_token_ids[j][:k] if logprob_token_ids is not None else None)
+    return (ids_out, lps_out if logprobs is not None else None,
+            lpt_out if logprob_token_ids is not None else None, cut)
+
+
+@contextmanager
+def engine_pixel_limits(limits: dict | None):
+    """While TRL builds its colocated vLLM engine, give it ``mm_processor_kwargs=limits`` (min/max pixels)."""
+    from trl.generation import vllm_generation
+
+    llm = getattr(vllm_generation, "LLM", None)  # absent where vLLM is not installed
+    if not limits or llm is None:
+        yield
+        return
+    vllm_generation.LLM = functools.partial(llm, mm_processor_kwargs=dict(limits))
+    try:
+        yield
+    finally:
+        vllm_generation.LLM = llm
 
 
 def token_advantages(sequence_advantage: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, beta: float,
@@ -69,15 +139,103 @@ def whiten(advantages: torch.Tensor, mask: torch.Tensor, all_reduce=None) -> tor
 class LMMR1Trainer(GRPOTrainer):
     """TRL's GRPOTrainer with OpenRLHF's REINFORCE++-baseline estimator and a correct resume (module docstring)."""
 
-    def __init__(self, *args, algorithm: str = "trl", reward_clip: float | None = REWARD_CLIP, **kwargs):
+    def __init__(self, *args, algorithm: str = "trl", reward_clip: float | None = REWARD_CLIP,
+                 pixel_limits: dict | None = None, sentinel_every: int = SENTINEL_EVERY, **kwargs):
         if algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
-        super().__init__(*args, **kwargs)
+        if sentinel_every < 1:
+            raise ValueError(f"sentinel_every must be >= 1, got {sentinel_every}")
+        with engine_pixel_limits(pixel_limits):
+            super().__init__(*args, **kwargs)
         if algorithm == "reinforce_pp_baseline" and self.scale_rewards != "none":
             raise ValueError("reinforce_pp_baseline needs scale_rewards='none' (it whitens the token advantages "
                              f"itself), got {self.scale_rewards!r}")
         self.kit_algorithm = algorithm
         self.reward_clip = reward_clip
+        self.sentinels = Watch()
+        self.sentinel_every = sentinel_every
+        self._reward_range = [math.inf, -math.inf]
+        self._rollouts = 0
+        self._pending: dict[str, float] = {}  # readings taken inside generation, logged with the step's metrics
+        tok = self._tokenizer
+        ids = {tok.convert_tokens_to_ids(t) for t in VISION_TOKENS}
+        self.vision_token_ids = {i for i in ids if i is not None and i != tok.unk_token_id}
+        ends = set(self.eos_token_ids or []) | {tok.pad_token_id, tok.eos_token_id}
+        self.special_token_ids = {i for i in tok.all_special_ids} | self.vision_token_ids
+        self.special_token_ids -= {i for i in ends if i is not None}
+        if self.use_vllm:
+            self._guard_vllm()
+        elif self._is_vlm and getattr(self, "generation_config", None) is not None:
+            suppressed = set(self.generation_config.suppress_tokens or []) | self.vision_token_ids
+            self.generation_config.suppress_tokens = sorted(suppressed)
+            self.generation_kwargs["suppress_tokens"] = sorted(suppressed)
+
+    # -- 3./4. vLLM rollouts ----------------------------------------------------------------------------------
+
+    def _guard_vllm(self) -> None:
+        """Wrap TRL's ``vllm_generation.generate``: one pad per image for the colocated engine, the image-token
+        parity check on what the engine returns, vision tokens banned and cut (module docstring, 3 and 4)."""
+        gen = self.vllm_generation
+        bias = dict(gen.generation_kwargs.get("logit_bias") or {})
+        bias.update({t: BANNED_LOGIT_BIAS for t in self.vision_token_ids})
+        gen.generation_kwargs = {**gen.generation_kwargs, "logit_bias": bias}
+        gen.generate = functools.partial(guarded_generate, gen.generate, trainer=self, mode=gen.mode)
+
+    # -- 5. sentinels -------------------------------------------------------------------------------------------
+
+    def _read(self, name: str, value: float | None) -> None:
+        value = self.sentinels.record(name, value, self.state.global_step)
+        if value is not None:
+            self._metrics["train"][f"sentinel/{name}"].append(value)
+
+    def _vision_gap(self, out: dict) -> float | None:
+        """Mean log-prob per completion token with the real images minus with blank ones (None: no images)."""
+        if "pixel_values" not in out or "image_grid_thw" not in out:
+            return None
+        ids = torch.cat([out["prompt_ids"], out["completion_ids"]], dim=1)
+        mask = torch.cat([out["prompt_mask"], out["completion_mask"]], dim=1)
+        extra = {k: out[k] for k in ("image_grid_thw", "num_images", "mm_token_type_ids") if k in out}
+        cm = out["completion_mask"].float()
+        means = []
+        with torch.no_grad():
+            for pixels in (out["pixel_values"], blank_pixels(out["pixel_values"], out["image_grid_thw"])):
+                logps, _, _ = self._get_per_token_logps_and_entropies(
+                    self.model, ids, mask, out["completion_ids"].size(1),
+                    batch_size=self.args.per_device_train_batch_size, pixel_values=pixels, **extra)
+                means.append(((logps * cm).sum() / cm.sum().clamp(min=1)).item())
+        return means[0] - means[1]
+
+    def _take_readings(self, inputs, out: dict) -> None:
+        from lmm_r1.rewards import reward_counters
+
+        for name, value in self._pending.items():
+            self._read(name, value)
+        self._pending.clear()
+        if not self.use_vllm:
+            self._read("special_tokens", special_token_share(out["completion_ids"], out["completion_mask"],
+                                                             self.special_token_ids))
+        self._rollouts += 1
+        has_images = any(x.get("image") is not None or x.get("images") for x in inputs)
+        if has_images and (self._rollouts - 1) % self.sentinel_every == 0:  # the first rollout, then every n-th
+            # images in the batch but no pixel values left (TRL drops them all on a token mismatch): gap 0
+            gap = self._vision_gap(out)
+            self._read("vision_gap", 0.0 if gap is None else gap)
+        if out.get("sampling_per_token_logps") is not None:
+            trainer_logps = self._behaviour_logps(out)
+            delta = (trainer_logps - out["sampling_per_token_logps"]).abs()
+            keep = out["completion_mask"].bool() & ~torch.isnan(delta)
+            self._read("engine_logp_gap", delta[keep].mean().item() if keep.any() else None)
+        mean, std = ((self._metrics["train"].get(k) or [None])[-1] for k in ("reward", "reward_std"))
+        if mean is not None:
+            lo, hi = self._reward_range
+            self._reward_range = [min(lo, mean - (std or 0.0)), max(hi, mean + (std or 0.0))]
+            if self.state.global_step >= 2:
+                self._read("constant_reward", self._reward_range[1] - self._reward_range[0])
+        counts = reward_counters()
+        scored = counts["train/reward/accuracy_completions"]
+        if scored:
+            self._read("unparseable_gold", counts["train/reward/unparseable_gold"] / scored)
+            self._read("verify_timeouts", counts["train/reward/accuracy_timeouts"] / scored)
 
     # -- 1. the estimator --------------------------------------------------------------------------------------
 
@@ -97,6 +255,8 @@ class LMMR1Trainer(GRPOTrainer):
 
     def _generate_and_score_completions(self, inputs):
         out = super()._generate_and_score_completions(inputs)
+        if self.model.training:
+            self._take_readings(inputs, out)
         if self.kit_algorithm != "reinforce_pp_baseline" or not self.model.training:
             return out
         mask = out["completion_mask"]
@@ -121,6 +281,21 @@ class LMMR1Trainer(GRPOTrainer):
 
     # -- 2. resume ---------------------------------------------------------------------------------------------
 
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        """transformers 5.17 maps the optimizer state to ``args.device`` when several processes train
+        (trainer.py:3822); on CPU that device is ``cpu:<n>``, a location ``torch.load`` cannot restore (found by
+        the kit's two-process resume test). Several CPU processes load it to ``cpu``; everything else is TRL's."""
+        device = self.args.device
+        if (checkpoint is None or device.type != "cpu" or device.index is None or self.is_deepspeed_enabled
+                or self.is_fsdp_enabled):
+            return super()._load_optimizer_and_scheduler(checkpoint)
+        from transformers.trainer import OPTIMIZER_NAME, SCHEDULER_NAME
+
+        optimizer, scheduler = Path(checkpoint) / OPTIMIZER_NAME, Path(checkpoint) / SCHEDULER_NAME
+        if optimizer.is_file() and scheduler.is_file():
+            self.optimizer.load_state_dict(torch.load(optimizer, map_location="cpu", weights_only=True))
+            self.lr_scheduler.load_state_dict(torch.load(scheduler, map_location="cpu", weights_only=True))
+
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         from accelerate.utils import is_peft_model
         from transformers.utils import SAFE_WEIGHTS_NAME
@@ -131,3 +306,32 @@ class LMMR1Trainer(GRPOTrainer):
             return super()._load_from_checkpoint(resume_from_checkpoint, model)
         saved = type(model).from_pretrained(resume_from_checkpoint, dtype=next(model.parameters()).dtype)
         model.load_state_dict(saved.state_dict(), strict=True)  # every weight, or an error
+
+
+def guarded_generate(generate, prompts, images, num_generations, profiler=None, *, trainer, mode: str):
+    """TRL's ``VLLMGeneration.generate`` with the kit's image-token rules (``LMMR1Trainer``, docstring 3-4).
+
+    ``prompts`` are the trainer's token ids (image pads expanded). Returns what TRL's returns, completions cut
+    before any vision token."""
+    pad = trainer._image_pad_token_id
+    send = prompts
+    if images is not None and pad is not None and mode == "colocate":
+        send = [collapse_image_pads(list(p), pad) for p in prompts]
+    prompt_ids, completion_ids, logprobs, logprob_token_ids = generate(send, images, num_generations, profiler)
+    if pad is not None:
+        want = [list(p).count(pad) for p in prompts]
+        got = [list(p).count(pad) for p in prompt_ids]
+        bad = [i for i, (a, b) in enumerate(zip(want, got, strict=True)) if a != b]
+        trainer._pending["image_tokens"] = len(bad) / max(len(want), 1)
+        if bad:
+            rows = ", ".join(f"row {i}: trainer {want[i]}, engine {got[i]}" for i in bad[:5])
+            raise ImageTokenMismatch(
+                f"vLLM ({mode} mode) saw other image tokens than the trainer in {len(bad)} of {len(want)} prompts "
+                f"({rows}): the rollouts would come from another prompt than the one trained on. Check that the "
+                "engine has the stage's pixel limits (server mode: start it with lmm_r1.grpo.vllm_serve_command)")
+    special = trainer.special_token_ids
+    trainer._pending["special_tokens"] = (sum(any(t in special for t in c) for c in completion_ids)
+                                          / max(len(completion_ids), 1))
+    completion_ids, logprobs, logprob_token_ids, _ = cut_at_tokens(completion_ids, logprobs, logprob_token_ids,
+                                                                   trainer.vision_token_ids)
+    return prompt_ids, completion_ids, logprobs, logprob_token_ids

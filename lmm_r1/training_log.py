@@ -191,16 +191,31 @@ class RunLog(TrainerCallback):
 
             self._tb = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=state.global_step + 1)
 
+    def _extra(self) -> dict:
+        """``extra_metrics()`` summed over every process (the reward counters count each rank's completions).
+        Runs on every rank: ``on_log`` fires on each of them at the same step, so the reduce is collective."""
+        extra = self.extra_metrics() if self.extra_metrics is not None else {}
+        accelerator = getattr(self.trainer, "accelerator", None)
+        if extra and accelerator is not None and accelerator.num_processes > 1:
+            import torch
+
+            keys = sorted(extra)
+            total = accelerator.reduce(torch.tensor([float(extra[k]) for k in keys], device=accelerator.device),
+                                       reduction="sum")
+            extra = {k: int(v) for k, v in zip(keys, total.tolist())}
+        return extra
+
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if not state.is_world_process_zero or not logs:
+        if not logs or any(k in logs for k in SUMMARY_KEYS):
+            if logs and state.is_world_process_zero:
+                self.summary.update({k: _finite(v) for k, v in logs.items()})
             return
-        if any(k in logs for k in SUMMARY_KEYS):
-            self.summary.update({k: _finite(v) for k, v in logs.items()})
+        extra = self._extra()
+        if not state.is_world_process_zero:
             return
         row = {"step": state.global_step}
         row.update({metric_name(k): _finite(v) for k, v in logs.items() if isinstance(v, (int, float))})
-        if self.extra_metrics is not None:
-            row.update(self.extra_metrics())
+        row.update(extra)
         with self.metrics_path.open("a") as f:
             f.write(json.dumps(row) + "\n")
         if self._tb is not None:

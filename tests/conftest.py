@@ -26,7 +26,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def random_tiny_model(tmp_path_factory):
     """A randomly initialised tiny Qwen2.5-VL folder (seconds to build), shared by the session."""
-    from lmm_r1.models import build_tiny_model
+    from lmm_r1.toy.model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", seed=0, warm_start=False)
 
@@ -35,7 +35,7 @@ def random_tiny_model(tmp_path_factory):
 def tiny_model(request):
     """The default, warm-started tiny model from the cache (built once per machine, then reused). A build takes
     minutes, so its phases are reported on the terminal as they go, past pytest's output capture."""
-    from lmm_r1.models import build_tiny_model
+    from lmm_r1.toy.model import build_tiny_model
 
     capture = request.config.pluginmanager.getplugin("capturemanager")
 

@@ -11,7 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from lmm_r1.evalsets import BenchmarkUnavailable, Item, get, load_items
-from lmm_r1.evaluate import extract_choice, resolve_model, score, summarize
+from lmm_r1.evaluate import resolve_model
+from lmm_r1.scoring import extract_choice, score, summarize
 from lmm_r1.judge import Judge, JudgeUnavailable, last_words
 
 LEVEL = "#####\n#@$.#\n#####"  # one push right solves it

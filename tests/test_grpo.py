@@ -182,7 +182,7 @@ def test_cli_dry_run_shows_sources(capsys):
 # ---- learning ----
 
 def test_fre_raises_the_reward(tiny_model, tmp_path):
-    """A fixed-seed FRE run learns what the warm start left to find (lmm_r1/warmstart.py): sampled, the warm-started
+    """A fixed-seed FRE run learns what the warm start left to find (lmm_r1/toy/warmstart.py): sampled, the warm-started
     model works only about a quarter of the arith problems out (and those are mostly right) and slips on the strict
     format in a quarter of its completions. 30 GRPO steps of 4 prompts x 8 with the kit's estimator raise the mean
     reward of the last 5 steps by at least 0.2 over the first 5 and the accuracy by at least 0.15 (measured, seed 0:

@@ -34,3 +34,45 @@ def test_results_are_ignored_except_published_tables():
     assert out.returncode == 0, "executed notebooks under results/ must be git-ignored"
     out = subprocess.run(["git", "check-ignore", "-q", "results/paper_reference.csv"], cwd=ROOT)
     assert out.returncode == 1, "the published paper reference table must stay tracked"
+
+
+def _imports_of(path: Path, modules: set[str]) -> set[str]:
+    """The kit modules a file imports, at any depth (lazy imports inside functions count: they run too)."""
+    import ast
+
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("lmm_r1"):
+            # `from pkg import sub` names the submodule; `from pkg import name` the package
+            subs = {f"{node.module}.{a.name}" for a in node.names} & modules
+            out |= subs or {node.module}
+        elif isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.startswith("lmm_r1")}
+    return out & modules
+
+
+def test_no_import_cycles():
+    """The kit's modules form layers: the toy world (``lmm_r1.toy``) uses the core, never the reverse through a
+    chain (the old circle was models -> warmstart -> evaluate -> models)."""
+    root = Path(__file__).parents[1]
+    files = {".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__"): p
+             for p in (root / "lmm_r1").rglob("*.py")}
+    graph = {m: _imports_of(p, set(files)) - {m} for m, p in files.items()}
+    for m in graph:  # a package importing its own submodules is how packages work, not a cycle
+        graph[m] = {d for d in graph[m] if not (d.startswith(m + ".") or m.startswith(d + ".") and d in
+                                                  {x for x in files if files[x].name == "__init__.py"})}
+    state: dict[str, int] = {}
+
+    def visit(m, path):
+        state[m] = 1
+        for d in sorted(graph[m]):
+            assert state.get(d) != 1, "import cycle: " + " -> ".join(path[path.index(d):] + [d] if d in path
+                                                                    else path + [d])
+            if d not in state:
+                visit(d, path + [d])
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
+    assert "lmm_r1.toy.warmstart" in graph["lmm_r1.toy.model"]  # the walk saw lazy imports

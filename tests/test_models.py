@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from lmm_r1 import models
+from lmm_r1.toy import model as toy_model
 from lmm_r1.compat import has_torchvision
 
 
@@ -67,24 +68,24 @@ def test_tokenizer_has_qwen_special_tokens_and_chat_template(random_tiny_model):
 
 
 def test_build_is_deterministic_for_a_seed(tmp_path):
-    a = models.build_tiny_model(tmp_path / "a", seed=3, warm_start=False)
-    b = models.build_tiny_model(tmp_path / "b", seed=3, warm_start=False)
-    c = models.build_tiny_model(tmp_path / "c", seed=4, warm_start=False)
+    a = toy_model.build_tiny_model(tmp_path / "a", seed=3, warm_start=False)
+    b = toy_model.build_tiny_model(tmp_path / "b", seed=3, warm_start=False)
+    c = toy_model.build_tiny_model(tmp_path / "c", seed=4, warm_start=False)
     assert _digest(a) == _digest(b)
     assert _digest(a)["model.safetensors"] != _digest(c)["model.safetensors"]
 
 
 def test_cache_is_reused_and_rebuilt_when_the_builder_changes(tmp_path, monkeypatch):
     monkeypatch.setenv("LMM_R1_CACHE", str(tmp_path))
-    first = models.build_tiny_model(warm_start=False)
+    first = toy_model.build_tiny_model(warm_start=False)
     assert first.parent == tmp_path
     stamp = (first / "model.safetensors").stat().st_mtime_ns
-    assert models.build_tiny_model(warm_start=False) == first
+    assert toy_model.build_tiny_model(warm_start=False) == first
     assert (first / "model.safetensors").stat().st_mtime_ns == stamp  # reused, not rebuilt
-    monkeypatch.setattr(models, "BUILDER_VERSION", models.BUILDER_VERSION + 1)
-    models.build_tiny_model(warm_start=False)
+    monkeypatch.setattr(toy_model, "BUILDER_VERSION", toy_model.BUILDER_VERSION + 1)
+    toy_model.build_tiny_model(warm_start=False)
     assert (first / "model.safetensors").stat().st_mtime_ns != stamp
-    assert json.loads((first / models.BUILD_INFO).read_text())["builder_version"] == models.BUILDER_VERSION
+    assert json.loads((first / toy_model.BUILD_INFO).read_text())["builder_version"] == toy_model.BUILDER_VERSION
 
 
 def test_saved_processor_config_keeps_a_video_entry(random_tiny_model):

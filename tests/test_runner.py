@@ -128,6 +128,8 @@ def _display(data):
 @pytest.mark.parametrize("output, problem", [
     ({"output_type": "error", "ename": "ValueError", "evalue": "boom", "traceback": []}, "error ValueError"),
     ({"output_type": "stream", "name": "stderr", "text": "TqdmWarning: IProgress not found"}, "a warning on stderr"),
+    ({"output_type": "stream", "name": "stderr", "text": "SentinelWarning: sentinel x fired\nUserWarning: y"},
+     "a warning on stderr"),
     (_display({"text/plain": "(<PIL.Image.Image image mode=RGB size=224x112>, "
                              "<IPython.core.display.Markdown object>)"}), "a raw object repr"),
     (_display({"text/markdown": "| a | b |\n|---|---|\n| x | y | z |\n"}), "row 2 has 3 cells, not 2"),
@@ -142,6 +144,9 @@ def test_output_problems_finds_each_defect(tmp_path, output, problem):
 def test_output_problems_passes_clean_outputs(tmp_path):
     clean = [{"output_type": "stream", "name": "stdout", "text": "done\n"},
              {"output_type": "stream", "name": "stderr", "text": "fre_text_seed0: 100%|##| 50/50\n"},
+             # a fired sentinel is a finding about the run (recorded, shown), not a defect of the notebook
+             {"output_type": "stream", "name": "stderr", "text": "lmm_r1/trainer.py:187: SentinelWarning: sentinel "
+              "vision_gap fired at step 0 (0.0001698, threshold 0.001): ...\n  value = self.sentinels.record()\n"},
              # an escaped pipe stays in its cell, in a code span too (GFM splits on a bare one even there)
              _display({"text/markdown": "| a \\| b | c |\n|---|---|\n| `x\\|y` | 2 |\n",
                        "text/plain": "<IPython.core.display.Markdown object>"}),

@@ -12,7 +12,7 @@ import io
 import pytest
 
 from lmm_r1 import prompts, rewards
-from lmm_r1.tasks import TASKS, arith, base, geometry, percept, sokoban
+from lmm_r1.toy.tasks import TASKS, arith, base, geometry, percept, sokoban
 
 ONE_BOX = "#####\n#@$.#\n#####"  # player, box, target in a row: "right" solves it
 

@@ -17,8 +17,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from lmm_r1.tasks import TASKS
-from lmm_r1.warmstart import REPORT_FILE, Phase, warm_start
+from lmm_r1.toy.tasks import TASKS
+from lmm_r1.toy.warmstart import REPORT_FILE, Phase, warm_start
 
 # A few rows per task: enough to move every weight, small enough for seconds on 2 cores.
 SMALL = dict(eval_rows=2, phases=(
@@ -108,8 +108,8 @@ def test_default_model_answers_in_format(tiny_model, name):
 
 
 def test_baselines_by_hand():
-    from lmm_r1.tasks import arith, sokoban
-    from lmm_r1.warmstart import baselines
+    from lmm_r1.toy.tasks import arith, sokoban
+    from lmm_r1.toy.warmstart import baselines
 
     # train answers 1,1,1,2: guessing 1 (p = 3/4) hits 2 of 4 test rows, guessing 2 (p = 1/4) 1 of 4
     got = baselines(arith, ["$1$", "$1$", "$1$", "$2$"], {"answer": ["$1$", "$1$", "$2$", "$3$"]})
@@ -122,7 +122,7 @@ def test_baselines_by_hand():
 def test_mixture_writes_the_stated_styles_and_slips():
     """A phase's data: exact counts of direct, slipped and bare rows, and what each earns under the paper's reward."""
     from lmm_r1 import rewards
-    from lmm_r1.warmstart import phase_rows
+    from lmm_r1.toy.warmstart import phase_rows
 
     phase = Phase("mixture", rows={"arith": 40, "percept": 8, "sokoban": 8}, learning_rate=1e-3,
                   direct_share={"arith": 0.5, "percept": 0.25}, slip_share=0.25, no_system_share=0.5)
@@ -152,7 +152,7 @@ def test_mixture_writes_the_stated_styles_and_slips():
 
 
 def test_practice_rows_are_worked_and_bare():
-    from lmm_r1.warmstart import PRACTICE, phase_rows
+    from lmm_r1.toy.warmstart import PRACTICE, phase_rows
 
     ds, _, _ = phase_rows(Phase("practice", rows={"arith": 12}, learning_rate=1e-3, no_system_share=1.0))
     assert len(ds) == 12 and all(p[0]["role"] == "user" for p in ds["prompt"])  # no system prompt
@@ -161,7 +161,29 @@ def test_practice_rows_are_worked_and_bare():
 
 
 def test_direct_share_for_a_task_without_a_direct_style_is_an_error():
-    from lmm_r1.warmstart import phase_rows
+    from lmm_r1.toy.warmstart import phase_rows
 
     with pytest.raises(ValueError, match="'geometry', which has no direct_completion"):
         phase_rows(Phase("x", rows={"geometry": 4}, learning_rate=1e-3, direct_share={"geometry": 0.5}))
+
+
+def test_gated_phase_stops_when_the_probe_passes_and_records_a_miss(random_tiny_model, tmp_path, monkeypatch):
+    """A gated phase (``Phase.until``) checks its probe every ``check_every`` steps and stops at the first pass;
+    one whose probe never passes runs to its cap and says so (``learned: false``, a warning line)."""
+    from lmm_r1.toy import warmstart
+
+    monkeypatch.setattr(warmstart, "PROBE_ROWS", 4)
+    lines = []
+    passes = Phase("practice", rows={"arith": 64}, learning_rate=1e-3, no_system_share=1.0, until=0.0,
+                   probe_task="arith", check_every=2, lr_schedule="constant_with_warmup")
+    never = Phase("reading", rows={"percept": 32}, learning_rate=1e-3, until=1.01,  # accuracy never exceeds 1
+                  probe_task=("percept", "arith"), check_every=1, lr_schedule="constant_with_warmup")
+    folder = tmp_path / "m"
+    shutil.copytree(random_tiny_model, folder)
+    report = warm_start(folder, seed=0, phases=(passes, never), eval_rows=2, log=lines.append)
+    first, second = report["phases"]
+    assert first["steps"] == 2 and first["learned"] is True and [s for s, _ in first["probe"]] == [2]
+    assert second["steps"] == 2 and second["learned"] is False  # 32 rows, batch 16: the cap is 2 steps
+    assert [s for s, _ in second["probe"]] == [1, 2]
+    assert any("WARNING the probe never reached 1.01" in line for line in lines)
+    assert any("probe accuracy percept" in line and "arith" in line for line in lines)  # both tasks probed

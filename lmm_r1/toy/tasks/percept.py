@@ -7,7 +7,7 @@ with its glyph on top. Solving it takes two skills: reading (perception) and ari
 (reasoning). The second is the one FRE-Text trains on text, so the paper's claim that text-only RL strengthens
 a skill that carries over to images can be tested at toy scale. Card: ``data_cards/percept.md``.
 
-    from lmm_r1.tasks import percept
+    from lmm_r1.toy.tasks import percept
     ds = percept.make_dataset("train", 1000, seed=0)
 
 One real row (``make_dataset("train", 1, seed=0)[0]``, system prompt shortened), its worked completion
@@ -35,7 +35,7 @@ import random
 import re
 
 from lmm_r1 import prompts
-from lmm_r1.tasks import arith, base
+from lmm_r1.toy.tasks import arith, base
 
 NAME = "percept"
 MODALITY = "image"

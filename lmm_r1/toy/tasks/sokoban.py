@@ -6,7 +6,7 @@ interior, 1-2 boxes, short solutions) so the tiny model can partly learn them; e
 by ``solve`` and its gold answer is the solver's shortest action list. The level string is stored in the row,
 so the reward needs no files. Card: ``data_cards/sokoban.md``.
 
-    from lmm_r1.tasks import sokoban
+    from lmm_r1.toy.tasks import sokoban
     ds = sokoban.make_dataset("train", 100, seed=0)
     sokoban.simulate(ds[0]["level"], ["Right", "Up"])   # cumulative env reward after each step
 
@@ -34,7 +34,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from lmm_r1 import prompts
-from lmm_r1.tasks import base
+from lmm_r1.toy.tasks import base
 
 NAME = "sokoban"
 MODALITY = "image"

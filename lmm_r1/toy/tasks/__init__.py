@@ -4,13 +4,13 @@ Every module has ``NAME``, ``MODALITY`` ("text" or "image"), ``REWARD`` ("math" 
 ``make_dataset(split, n, seed=0, system_prompt=...) -> datasets.Dataset`` and ``perfect_completion(row)``.
 Rows share the schema of the paper's data after ``lmm_r1.data.load_message_jsonl`` (see ``base.py``).
 
-    from lmm_r1.tasks import TASKS
+    from lmm_r1.toy.tasks import TASKS
     ds = TASKS["arith"].make_dataset("train", 1000, seed=0)
 """
 
 from __future__ import annotations
 
-from lmm_r1.tasks import arith, geometry, percept, sokoban
+from lmm_r1.toy.tasks import arith, geometry, percept, sokoban
 
 TASKS = {m.NAME: m for m in (arith, percept, geometry, sokoban)}
 

@@ -5,7 +5,7 @@ gives base and height in the text, but whether the shaded figure is a rectangle,
 (half the product) is only visible in the image. Diagrams carry their numbers as labels too, as textbook
 figures do. Card: ``data_cards/geometry.md``.
 
-    from lmm_r1.tasks import geometry
+    from lmm_r1.toy.tasks import geometry
     ds = geometry.make_dataset("train", 1000, seed=0)
 
 One real row (``make_dataset("train", 1, seed=0)[0]``, system prompt shortened) and its perfect completion::
@@ -27,7 +27,7 @@ import math
 import random
 
 from lmm_r1 import prompts
-from lmm_r1.tasks import base
+from lmm_r1.toy.tasks import base
 
 NAME = "geometry"
 MODALITY = "image"

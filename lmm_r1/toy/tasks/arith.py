@@ -4,7 +4,7 @@ Four operands 0-6 joined by ``+`` and ``*``, bracketed so they are taken left to
 gold answer is written ``$n$`` as in the paper's data, so the real math-verify accuracy reward scores it. Card:
 ``data_cards/arith.md``.
 
-    from lmm_r1.tasks import arith
+    from lmm_r1.toy.tasks import arith
     ds = arith.make_dataset("train", 1000, seed=0)
 
 One real row (``make_dataset("train", 1, seed=0)[0]``, system prompt shortened), its worked completion
@@ -32,7 +32,7 @@ from __future__ import annotations
 import random
 
 from lmm_r1 import prompts
-from lmm_r1.tasks import base
+from lmm_r1.toy.tasks import base
 
 NAME = "arith"
 MODALITY = "text"
@@ -134,7 +134,7 @@ def perfect_completion(row: dict) -> str:
 
 def direct_completion(row: dict) -> str:
     """The answer given at once (the expression restated, no working): correct as written, but a model has to
-    compose the three facts in its head to produce it. The warm start mixes these in (``lmm_r1.warmstart``)."""
+    compose the three facts in its head to produce it. The warm start mixes these in (``lmm_r1.toy.warmstart``)."""
     return direct(_expression_of(row), row["answer"])
 
 
