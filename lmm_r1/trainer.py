@@ -188,22 +188,31 @@ class LMMR1Trainer(GRPOTrainer):
         if value is not None:
             self._metrics["train"][f"sentinel/{name}"].append(value)
 
-    def _vision_gap(self, out: dict) -> float | None:
-        """Mean log-prob per completion token with the real images minus with blank ones (None: no images)."""
-        if "pixel_values" not in out or "image_grid_thw" not in out:
-            return None
+    def _vision_gap(self, out: dict, has_images: bool) -> float | None:
+        """Mean log-prob per completion token with the real images minus with blank ones, averaged over the
+        processes whose batch has images (None: none has). Collective: under ZeRO-3 every process must run the
+        same forward passes, so one without images (a mixed FRE-Multi batch) runs them on its text rows too.
+        A batch with images but no pixel values left (TRL drops them all on a token mismatch) reads 0."""
+        pixels = out.get("pixel_values") if has_images and "image_grid_thw" in out else None
         ids = torch.cat([out["prompt_ids"], out["completion_ids"]], dim=1)
         mask = torch.cat([out["prompt_mask"], out["completion_mask"]], dim=1)
         extra = {k: out[k] for k in ("image_grid_thw", "num_images", "mm_token_type_ids") if k in out}
         cm = out["completion_mask"].float()
         means = []
         with torch.no_grad():
-            for pixels in (out["pixel_values"], blank_pixels(out["pixel_values"], out["image_grid_thw"])):
+            for blank in (False, True):
+                kwargs = {}
+                if pixels is not None:
+                    kwargs = {"pixel_values": blank_pixels(pixels, out["image_grid_thw"]) if blank else pixels,
+                              **extra}
                 logps, _, _ = self._get_per_token_logps_and_entropies(
                     self.model, ids, mask, out["completion_ids"].size(1),
-                    batch_size=self.args.per_device_train_batch_size, pixel_values=pixels, **extra)
+                    batch_size=self.args.per_device_train_batch_size, **kwargs)
                 means.append(((logps * cm).sum() / cm.sum().clamp(min=1)).item())
-        return means[0] - means[1]
+        counted = float(has_images)
+        total = self.accelerator.reduce(torch.tensor([(means[0] - means[1]) * counted, counted],
+                                                     device=self.accelerator.device), reduction="sum")
+        return (total[0] / total[1]).item() if total[1] > 0 else None
 
     def _take_readings(self, inputs, out: dict) -> None:
         from lmm_r1.rewards import reward_counters
@@ -216,10 +225,11 @@ class LMMR1Trainer(GRPOTrainer):
                                                              self.special_token_ids))
         self._rollouts += 1
         has_images = any(x.get("image") is not None or x.get("images") for x in inputs)
-        if has_images and (self._rollouts - 1) % self.sentinel_every == 0:  # the first rollout, then every n-th
-            # images in the batch but no pixel values left (TRL drops them all on a token mismatch): gap 0
-            gap = self._vision_gap(out)
-            self._read("vision_gap", 0.0 if gap is None else gap)
+        if (self._rollouts - 1) % self.sentinel_every == 0:  # the first rollout, then every n-th: on every process
+            any_images = self.accelerator.reduce(torch.tensor(float(has_images), device=self.accelerator.device),
+                                                 reduction="sum").item() > 0
+            if any_images:
+                self._read("vision_gap", self._vision_gap(out, has_images))
         if out.get("sampling_per_token_logps") is not None:
             trainer_logps = self._behaviour_logps(out)
             delta = (trainer_logps - out["sampling_per_token_logps"]).abs()
