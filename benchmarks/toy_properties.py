@@ -65,6 +65,12 @@ def table(out: Path) -> str:
         cells = ["" if v is None else f"{v:.3f}" for v in values]
         finite = [v for v in values if v is not None]
         lines.append(f"| {prop} | " + " | ".join(cells) + f" | {min(finite):.3f} | {max(finite):.3f} |")
+    for name in ("practice", "reading"):  # the gated phases: when the probe passed, and whether it did
+        phases = [next((ph for ph in r["phases"] if ph["name"] == name), {}) for r in reports.values()]
+        steps = [ph.get("steps", 0) for ph in phases]
+        learned = ["yes" if ph.get("learned") else "NO" for ph in phases]
+        lines.append(f"| {name}: steps until the probe passed | " + " | ".join(
+            f"{s} ({ok})" if ok == "NO" else str(s) for s, ok in zip(steps, learned)) + f" | {min(steps)} | {max(steps)} |")
     times = [r["total_seconds"] for r in reports.values()]
     lines.append("| warm start, seconds | " + " | ".join(f"{t:.0f}" for t in times) + f" | {min(times):.0f} | {max(times):.0f} |")
     return "\n".join(lines)

@@ -123,12 +123,14 @@ def test_engine_gap_fires_on_rollouts_from_another_model(tiny_model, tmp_path):
     assert trainer.sentinels.summary()["engine_logp_gap"]["last"] == pytest.approx(1.0, abs=1e-4)
 
 
-def test_unparseable_gold_and_special_tokens_fire(tiny_model, tmp_path):
+def test_unparseable_gold_timeouts_and_special_tokens_fire(tiny_model, tmp_path):
     trainer = _percept_trainer(tiny_model, tmp_path)
     batch, out = _one_rollout(trainer)
     rewards.reset_reward_counters()
-    accuracy = rewards.make_accuracy_reward()
+    accuracy = rewards.make_accuracy_reward(timeout=1.0)
     accuracy(["<answer>$3$</answer>"] * 10, answer=[""] * 4 + ["$3$"] * 6)  # 4 of 10 golds empty
+    hanging = "<think>big</think><answer>$\\boxed{9^{9^{9^{9}}}}$</answer>"  # killed at the limit (test_verifier.py)
+    accuracy([hanging] * 2 + ["<answer>$2$</answer>"] * 8, answer=["$2$"] * 10)  # 2 of the next 10 time out
     trainer.sentinel_every = 100  # no vision reading: the forward pass would fail on the placeholder below
     pad = trainer._image_pad_token_id
     out["completion_ids"][0, 0] = pad  # a sampled image placeholder, inside the mask
@@ -136,8 +138,9 @@ def test_unparseable_gold_and_special_tokens_fire(tiny_model, tmp_path):
     with pytest.warns(RuntimeWarning) as caught:
         trainer._take_readings(batch, out)
     fired = {str(w.message).split()[1] for w in caught}
-    assert {"unparseable_gold", "special_tokens"} <= fired
+    assert {"unparseable_gold", "verify_timeouts", "special_tokens"} <= fired
     summary = trainer.sentinels.summary()
-    assert summary["unparseable_gold"]["last"] == pytest.approx(0.4)
+    assert summary["unparseable_gold"]["last"] == pytest.approx(4 / 20)
+    assert summary["verify_timeouts"]["last"] == pytest.approx(2 / 20)
     assert summary["special_tokens"]["last"] == pytest.approx(1 / len(out["completion_ids"]))
     rewards.reset_reward_counters()

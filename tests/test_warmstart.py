@@ -3,9 +3,9 @@ the toy replication relies on (data_cards/tiny_model.md, "Properties").
 
 The default model (``tiny_model`` fixture, build seed 0) is built once per machine and cached; its held-out
 properties are measured by the build (``warm_start.json``) and read here, not recomputed. The bars come from the
-card's property table (``benchmarks/toy_properties.py``, build seeds 0-3): each is met by seeds 0, 2 and 3 with a
-margin, except where a comment says otherwise; seed 1 misses the practice and reading transitions and would fail
-several (data_cards/tiny_model.md, "What holds, and what does not").
+card's property table (``benchmarks/toy_properties.py``: builder 7, build seeds 0-4 x 1 and 2 torch threads, the
+"measured" ranges in the comments below are over every build in it): each bar is met by every build with a margin
+of several standard errors at 200 rows, so a machine whose floats differ still passes.
 """
 
 from __future__ import annotations
@@ -57,17 +57,23 @@ def _held_out(tiny_model) -> dict:
     return json.loads((tiny_model / REPORT_FILE).read_text())["held_out"]
 
 
-# Greedy accuracy above the prior-guess chance by at least this: gaps measured 0.06-0.14 (arith, seeds 0-3) and
-# 0.08-0.14 (percept, seeds 0, 1, 3); seed 2's percept gap is 0.024, below the bar.
+# Greedy accuracy above the prior-guess chance by at least this: gaps measured 0.07-0.11 (arith) and 0.05-0.11
+# (percept) over every build.
 CHANCE_MARGIN = 0.03
 
 
 @pytest.mark.parametrize("name", ["arith", "percept"])
 def test_default_model_partly_solves_the_shared_skill_tasks(tiny_model, name):
     report = _held_out(tiny_model)[name]
-    # partial: better than guessing with the training answers' frequencies, and not already solved. Geometry and
-    # Sokoban are not asserted: their solve rates sit near chance (data_cards/tiny_model.md, known issues)
+    # partial: better than guessing with the training answers' frequencies, and not already solved
     assert report["chance"] + CHANCE_MARGIN < report["accuracy"] < 0.9, report
+
+
+def test_default_model_solves_some_geometry(tiny_model):
+    """Geometry is above chance but only just (measured 0.03-0.14 over chance on every build); Sokoban is at
+    chance on every build and not asserted (data_cards/tiny_model.md, known issues)."""
+    r = _held_out(tiny_model)["geometry"]
+    assert r["accuracy"] >= r["chance"] + 0.01, r
 
 
 @pytest.mark.parametrize("name", ["arith", "percept"])
@@ -75,14 +81,14 @@ def test_default_model_can_work_problems_out_but_answers_at_once(tiny_model, nam
     """What FRE has to find, in both modalities: greedy, the model answers at once after restating the expression;
     sampled, it works a share of the problems out, and those are much more often right."""
     r = _held_out(tiny_model)[name]
-    assert r["greedy_worked"] <= 0.2, r  # measured 0.0 on every build
-    assert 0.15 <= r["sampled_worked"] <= 0.7, r  # measured 0.29-0.41
+    assert r["greedy_worked"] <= 0.2, r  # measured 0.00 on every build
+    assert 0.15 <= r["sampled_worked"] <= 0.7, r  # measured 0.26-0.40
     assert r["sampled_accuracy_worked"] >= r["sampled_accuracy_direct"] + WORKED_GAIN[name], r
     assert r["sampled_format"] <= 0.9, r  # format slips are left for RL to fix
 
 
-# measured (worked - direct): arith 0.61-0.67, percept 0.67-0.68 on seeds 0, 2, 3 (seed 1: 0.19, 0.15)
-WORKED_GAIN = {"arith": 0.3, "percept": 0.15}
+# measured (worked - direct): arith 0.68-0.79, percept 0.66-0.79 over every build
+WORKED_GAIN = {"arith": 0.4, "percept": 0.4}
 
 
 def test_default_model_reads_the_image(tiny_model):
@@ -93,18 +99,27 @@ def test_default_model_reads_the_image(tiny_model):
     r = _held_out(tiny_model)["percept"]
     assert r["reading"] >= READING_MIN, r
     assert r["shuffled_changed"] >= 0.8 and r["shuffled_reading"] <= 0.1, r
-    assert r["sampled_accuracy"] >= r["shuffled_sampled_accuracy"] + 0.15, r  # 0.24-0.38 gaps on seeds 0, 2, 3
-    assert r["shuffled_sampled_accuracy"] <= r["chance"] + 0.1, r  # measured 0.135-0.185 against 0.15-0.16
+    assert r["sampled_accuracy"] >= r["shuffled_sampled_accuracy"] + 0.15, r  # gaps 0.23-0.37 measured
+    assert r["shuffled_sampled_accuracy"] <= r["chance"] + 0.1, r  # measured 0.13-0.20 against ~0.15-0.16
 
 
-READING_MIN = 0.5  # measured 1.0 on seeds 0, 2, 3 (seed 1: 0.11)
+READING_MIN = 0.9  # measured 1.00 on every build
 
 
 @pytest.mark.parametrize("name", sorted(TASKS))
 def test_default_model_answers_in_format(tiny_model, name):
-    # the answer format is mostly right before RL starts (a random model: never); measured >= 0.975 on every build
-    # for the math tasks, 1.0 for Sokoban on seeds 0, 1, 3 (seed 2: 0.0)
+    # the answer format is mostly right before RL starts (a random model: never); measured 0.995 or more on
+    # every build, for every task
     assert json.loads((tiny_model / REPORT_FILE).read_text())["held_out"][name]["format"] >= 0.8
+
+
+def test_default_model_learned_each_gated_skill(tiny_model):
+    """Practice and reading ended because their probes passed, not at their caps (measured: practice 500-900
+    steps, reading 250-1300, every build)."""
+    phases = {p["name"]: p for p in json.loads((tiny_model / REPORT_FILE).read_text())["phases"]}
+    for name in ("practice", "reading"):
+        assert phases[name]["learned"] is True, phases[name]
+        assert phases[name]["probe"][-1][1] >= 0.95
 
 
 def test_baselines_by_hand():
