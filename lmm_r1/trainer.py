@@ -75,7 +75,7 @@ def cut_at_tokens(completion_ids, logprobs, logprob_token_ids, banned: set[int])
     ids_out, lps_out, lpt_out, cut = [], [], [], 0
     for j, ids in enumerate(completion_ids):
         ids = list(ids)
-        k = next((i for i, t in enumerate(ids) if t in banned), len(ids))
+        k = len(ids) if banned.isdisjoint(ids) else next(i for i, t in enumerate(ids) if t in banned)
         cut += k < len(ids)
         ids_out.append(ids[:k])
         lps_out.append(logprobs[j][:k] if logprobs is not None else None)
@@ -161,7 +161,7 @@ class LMMR1Trainer(GRPOTrainer):
         ids = {tok.convert_tokens_to_ids(t) for t in VISION_TOKENS}
         self.vision_token_ids = {i for i in ids if i is not None and i != tok.unk_token_id}
         ends = set(self.eos_token_ids or []) | {tok.pad_token_id, tok.eos_token_id}
-        self.special_token_ids = {i for i in tok.all_special_ids} | self.vision_token_ids
+        self.special_token_ids = set(tok.all_special_ids) | self.vision_token_ids
         self.special_token_ids -= {i for i in ends if i is not None}
         if self.use_vllm:
             self._guard_vllm()
@@ -214,7 +214,7 @@ class LMMR1Trainer(GRPOTrainer):
                                                      device=self.accelerator.device), reduction="sum")
         return (total[0] / total[1]).item() if total[1] > 0 else None
 
-    def _take_readings(self, inputs, out: dict) -> None:
+    def _take_readings(self, inputs, out: dict, behaviour_logps) -> None:
         from lmm_r1.rewards import reward_counters
 
         for name, value in self._pending.items():
@@ -231,8 +231,7 @@ class LMMR1Trainer(GRPOTrainer):
             if any_images:
                 self._read("vision_gap", self._vision_gap(out, has_images))
         if out.get("sampling_per_token_logps") is not None:
-            trainer_logps = self._behaviour_logps(out)
-            delta = (trainer_logps - out["sampling_per_token_logps"]).abs()
+            delta = (behaviour_logps() - out["sampling_per_token_logps"]).abs()
             keep = out["completion_mask"].bool() & ~torch.isnan(delta)
             self._read("engine_logp_gap", delta[keep].mean().item() if keep.any() else None)
         mean, std = ((self._metrics["train"].get(k) or [None])[-1] for k in ("reward", "reward_std"))
@@ -265,13 +264,15 @@ class LMMR1Trainer(GRPOTrainer):
 
     def _generate_and_score_completions(self, inputs):
         out = super()._generate_and_score_completions(inputs)
+        # log pi_old may cost a forward pass: computed at most once, for the engine sentinel and the estimator
+        behaviour_logps = functools.cache(lambda: self._behaviour_logps(out))
         if self.model.training:
-            self._take_readings(inputs, out)
+            self._take_readings(inputs, out, behaviour_logps)
         if self.kit_algorithm != "reinforce_pp_baseline" or not self.model.training:
             return out
         mask = out["completion_mask"]
         if self.beta != 0.0:
-            kl = (self._behaviour_logps(out) - out["ref_per_token_logps"]) * mask  # k1, per token
+            kl = (behaviour_logps() - out["ref_per_token_logps"]) * mask  # k1, per token
         else:
             kl = torch.zeros_like(mask, dtype=torch.float32)
         adv = token_advantages(out["advantages"], kl.float(), mask, self.beta, self.reward_clip)
@@ -340,7 +341,7 @@ def guarded_generate(generate, prompts, images, num_generations, profiler=None, 
                 f"({rows}): the rollouts would come from another prompt than the one trained on. Check that the "
                 "engine has the stage's pixel limits (server mode: start it with lmm_r1.grpo.vllm_serve_command)")
     special = trainer.special_token_ids
-    trainer._pending["special_tokens"] = (sum(any(t in special for t in c) for c in completion_ids)
+    trainer._pending["special_tokens"] = (sum(not special.isdisjoint(c) for c in completion_ids)
                                           / max(len(completion_ids), 1))
     completion_ids, logprobs, logprob_token_ids, _ = cut_at_tokens(completion_ids, logprobs, logprob_token_ids,
                                                                    trainer.vision_token_ids)

@@ -114,12 +114,13 @@ def _one_rollout(trainer):
 def test_engine_gap_fires_on_rollouts_from_another_model(tiny_model, tmp_path):
     trainer = _percept_trainer(tiny_model, tmp_path)
     batch, out = _one_rollout(trainer)
-    out["sampling_per_token_logps"] = trainer._behaviour_logps(out)  # an engine that agrees: gap 0
-    trainer._take_readings(batch, out)
+    logps = trainer._behaviour_logps(out)
+    out["sampling_per_token_logps"] = logps  # an engine that agrees: gap 0
+    trainer._take_readings(batch, out, lambda: logps)
     assert trainer.sentinels.summary()["engine_logp_gap"]["last"] == pytest.approx(0.0, abs=1e-6)
     out["sampling_per_token_logps"] = out["sampling_per_token_logps"] - 1.0  # one nat off on every token
     with pytest.warns(RuntimeWarning, match="sentinel engine_logp_gap fired"):
-        trainer._take_readings(batch, out)
+        trainer._take_readings(batch, out, lambda: logps)
     assert trainer.sentinels.summary()["engine_logp_gap"]["last"] == pytest.approx(1.0, abs=1e-4)
 
 
@@ -136,7 +137,7 @@ def test_unparseable_gold_timeouts_and_special_tokens_fire(tiny_model, tmp_path)
     out["completion_ids"][0, 0] = pad  # a sampled image placeholder, inside the mask
     out["completion_mask"][0, 0] = 1
     with pytest.warns(RuntimeWarning) as caught:
-        trainer._take_readings(batch, out)
+        trainer._take_readings(batch, out, lambda: trainer._behaviour_logps(out))
     fired = {str(w.message).split()[1] for w in caught}
     assert {"unparseable_gold", "verify_timeouts", "special_tokens"} <= fired
     summary = trainer.sentinels.summary()

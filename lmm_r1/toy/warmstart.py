@@ -298,13 +298,13 @@ def _until_learned(probes: list[_Probe], phase: Phase, say):
     from transformers import TrainerCallback
 
     class UntilLearned(TrainerCallback):
-        history: list = []
+        def __init__(self):
+            self.history = []
 
         def on_step_end(self, args, state, control, model=None, **kwargs):
             if state.global_step % phase.check_every:
                 return
-            accuracies = {p.task: p(model) for p in probes}
-            model.train()
+            accuracies = {p.task: p(model) for p in probes}  # generate() puts the model back in train mode
             accuracy = min(accuracies.values())
             self.history.append([state.global_step, accuracy])
             shown = ", ".join(f"{t} {a:.2f}" for t, a in accuracies.items())
@@ -312,9 +312,7 @@ def _until_learned(probes: list[_Probe], phase: Phase, say):
             if accuracy >= phase.until:
                 control.should_training_stop = True
 
-    callback = UntilLearned()
-    callback.history = []
-    return callback
+    return UntilLearned()
 
 
 def _sft(model, processor, train, *, seed: int, epochs: int, learning_rate: float, progress: bool,
