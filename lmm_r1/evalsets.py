@@ -34,7 +34,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from lmm_r1 import prompts
+from lmm_r1 import prompts, protocol
 
 
 class BenchmarkUnavailable(RuntimeError):
@@ -68,14 +68,24 @@ class EvalSet:
     """The paper scored this set with an LLM answer extractor (rules may under-count free-form answers)."""
     system_prompt: str = "r1"
     """The system prompt a trained model is evaluated with (the baseline gets none)."""
+    aggregate: str = "rows"
+    """How the benchmark's score is formed: "rows" (accuracy over every row) or "groups" (the unweighted mean of
+    the groups' accuracies)."""
+    fork_aggregate: str | None = None
+    """The fork protocol's aggregation where it differs (MM-Star: the mean over its l2 categories)."""
+    group_map: dict[str, str] = field(default_factory=dict)
+    """Row group -> reported group (MathVision subjects -> Table 2's four geometry columns)."""
     notes: str = ""
 
 
 _MATHVERSE_VERSIONS = ("Text Dominant", "Text Lite", "Vision Intensive", "Vision Dominant", "Vision Only")
-# MathVision subjects that make up Table 2's "MathVision geometry" column.
-MATHVISION_GEOMETRY = ("analytic geometry", "combinatorial geometry", "descriptive geometry",
-                       "metric geometry - angle", "metric geometry - area", "metric geometry - length",
-                       "solid geometry", "transformation geometry")
+# Table 2's "MathVision geometry" average: the unweighted mean of four columns (34.52 + 20.78 + 26.33 + 20.49) / 4
+# = 25.53 for the baseline. "Metric" pools MathVision's three metric-geometry subjects (angle, area, length); the
+# paper does not say whether it pooled them or averaged them, and pooling is what a "Metric" column of its
+# subject table would show. Descriptive and transformation geometry are not in the average.
+MATHVISION_GEOMETRY = {"analytic geometry": "Analytic", "combinatorial geometry": "Combinatorial",
+                       "metric geometry - angle": "Metric", "metric geometry - area": "Metric",
+                       "metric geometry - length": "Metric", "solid geometry": "Solid"}
 
 
 def _hub(name, title, hub_id, split, modality, scoring, size, **kw) -> EvalSet:
@@ -96,12 +106,15 @@ _SETS = [
     _hub("mathvision", "MathVision", "MathLLMs/MathVision", "test", "image", "mixed", 3040, paper_judge=True,
          notes="test split; rows with options are multiple choice"),
     _hub("mathvision_geometry", "MathVision geometry", "MathLLMs/MathVision", "test", "image", "mixed", None,
-         where={"subject": MATHVISION_GEOMETRY}, paper_judge=True,
-         notes="the geometry subjects of the test split (Table 2); accuracy over their rows"),
+         where={"subject": tuple(MATHVISION_GEOMETRY)}, paper_judge=True, aggregate="groups",
+         group_map=MATHVISION_GEOMETRY,
+         notes="Table 2: the unweighted mean of the Analytic, Combinatorial, Metric (three subjects pooled) and "
+               "Solid accuracies of the test split"),
     _hub("olympiadbench", "OlympiadBench", "lmms-lab/OlympiadBench", "test_en", "image", "math", None,
          paper_judge=False, notes="test_en, open-ended rows (theorem-proving rows have no gold answer)"),
     _hub("mmstar", "MM-Star", "Lin-Chen/MMStar", "val", "image", "choice", 1500, paper_judge=True,
-         notes="val; options A-D are in the question text"),
+         fork_aggregate="groups", notes="val; options A-D are in the question text; the fork's score is the mean "
+                                        "of its 18 l2-category accuracies"),
     _hub("math500", "MATH500", "HuggingFaceH4/MATH-500", "test", "text", "math", 500,
          notes="LightEval in the paper"),
     _hub("gpqa_diamond", "GPQA", "Idavidrein/gpqa", "train", "text", "choice", 198, config="gpqa_diamond",
@@ -158,6 +171,10 @@ class Item:
     """A sub-group reported separately (MathVerse version, MathVision subject, ...)."""
     image_error: str | None = None
     """Why this row's images could not be loaded; the row is kept and scored wrong, and counted."""
+    protocol: str = "rule"
+    """Which evaluation protocol built this prompt and scores it (``lmm_r1.protocol``)."""
+    meta: dict = field(default_factory=dict)
+    """The row's fields the fork protocol's scoring reads (question type, precision, options, ...)."""
 
 
 def _open_image(value: Any):
@@ -291,6 +308,61 @@ def _gpqa(row, sys_text) -> dict:
                 scoring="choice", answer=gold, choices=dict(zip(LETTERS, shuffled)))
 
 
+# The fork protocol's rows (lmm_r1.protocol): prompt text with its image slots, and the fields its scoring reads.
+
+def _fork_mathvista(row) -> dict:
+    choices = list(row.get("choices") or [])
+    meta = {k: row.get(k) for k in ("question_type", "answer_type", "precision", "query", "answer")}
+    return dict(id=str(row["pid"]), text=protocol.mathvista_query(row), group=_mathvista_task(row),
+                image_values=[row.get("decoded_image") or row["image"]], answer=str(row["answer"]),
+                scoring="fork", meta={**meta, "choices": choices})
+
+
+def _mathvista_task(row) -> str | None:
+    return row.get("metadata", {}).get("task") if isinstance(row.get("metadata"), dict) else None
+
+
+def _fork_mathverse(row) -> dict:
+    img = row.get("image")
+    return dict(id=str(row["sample_index"]), text=protocol.mathverse_query(row), group=row["problem_version"],
+                image_values=[img] if img not in (None, "") else [], answer=str(row["answer"]), scoring="fork",
+                meta={"question": row["question"], "answer": str(row["answer"])})
+
+
+def _fork_mathvision(row) -> dict:
+    options = [str(o) for o in (row.get("options") or [])]
+    query = protocol.mathvision_query(row)
+    return dict(id=str(row["id"]), text=re.sub(r"<image\d+>", "<image>", query), group=row.get("subject"),
+                image_values=[row.get("decoded_image") or row["image"]], answer=str(row["answer"]), scoring="fork",
+                meta={"options": options, "answer": str(row["answer"]), "extract_query": query})
+
+
+def _fork_mmstar(row) -> dict:
+    return dict(id=str(row["index"]), text=protocol.mmstar_query(row), group=row.get("l2_category"),
+                image_values=[row["image"]], answer=str(row["answer"]).strip(), scoring="fork",
+                meta={"question": row["question"], "answer": str(row["answer"]).strip()})
+
+
+def _fork_math500(row) -> dict:
+    return dict(id=str(row["unique_id"]), text=protocol.math500_query(row), group=row.get("subject"),
+                image_values=[], answer=str(row["answer"]), scoring="fork", meta={"solution": row["solution"]})
+
+
+def _fork_gpqa(row) -> dict:
+    # LightEval drew gold_index = random.randint(0, 3) from an unseeded generator; here it is seeded by the
+    # record id, so a rerun asks the same questions (fidelity register: gpqa_option_order).
+    gold_index = random.Random(str(row["Record ID"])).randint(0, 3)
+    text, choices = protocol.gpqa_query(row, gold_index)
+    return dict(id=str(row["Record ID"]), text=text, group=row.get("High-level domain"), image_values=[],
+                answer=LETTERS[gold_index], scoring="fork", meta={"answer": LETTERS[gold_index], "choices": choices})
+
+
+_FORK_ADAPTERS: dict[str, Callable[[dict], dict]] = {
+    "AI4Math/MathVista": _fork_mathvista, "CaraJ/MathVerse-lmmseval": _fork_mathverse,
+    "MathLLMs/MathVision": _fork_mathvision, "Lin-Chen/MMStar": _fork_mmstar,
+    "HuggingFaceH4/MATH-500": _fork_math500, "Idavidrein/gpqa": _fork_gpqa,
+}
+
 _ADAPTERS: dict[str, Callable[[dict, str | None], dict | None]] = {
     "AI4Math/MathVista": _mathvista, "CaraJ/MathVerse-lmmseval": _mathverse, "MathLLMs/MathVision": _mathvision,
     "lmms-lab/OlympiadBench": _olympiadbench, "Lin-Chen/MMStar": _mmstar, "HuggingFaceH4/MATH-500": _math500,
@@ -316,10 +388,12 @@ def load_hub_split(spec: EvalSet):
             f"{' (HF_HUB_OFFLINE is set)' if offline else ''}: {reason}. {hint}") from e
 
 
-def item_from_row(spec: EvalSet, row: dict, sys_text: str | None) -> Item | None:
+def item_from_row(spec: EvalSet, row: dict, sys_text: str | None, protocol_name: str = "rule") -> Item | None:
     """One hub row in the kit's shape (None for rows the benchmark excludes); images opened, failures kept."""
     from lmm_r1.toy.tasks.base import build_prompt
 
+    if protocol_name == "fork" and spec.hub_id in _FORK_ADAPTERS:
+        return _fork_item(spec, row, sys_text)
     fields = _ADAPTERS[spec.hub_id](row, sys_text)
     if fields is None:
         return None
@@ -331,16 +405,30 @@ def item_from_row(spec: EvalSet, row: dict, sys_text: str | None) -> Item | None
                 question=str(row.get("question_for_eval") or text), **fields)
 
 
-def _hub_items(spec: EvalSet, n: int | None, seed: int, sys_text: str | None) -> tuple[list[Item], int]:
+def _fork_item(spec: EvalSet, row: dict, sys_text: str | None) -> Item:
+    fields = _FORK_ADAPTERS[spec.hub_id](row)
+    images, error = open_images(fields.pop("image_values"))
+    images = [protocol.resize_for_eval(img) for img in images]  # the fork's 1024*1024 pixel cap, not training's
+    text = fields.pop("text")
+    if spec.modality == "text":
+        sys_text = None  # LightEval ran with the chat template and no system prompt
+    content = protocol.user_content(text, len(images) if error is None else 0)
+    return Item(prompt=protocol.messages(sys_text, content), images=images, image_error=error, question=text,
+                protocol="fork", **fields)
+
+
+def _hub_items(spec: EvalSet, n: int | None, seed: int, sys_text: str | None,
+               protocol_name: str = "rule") -> tuple[list[Item], int]:
     ds = _undecoded(load_hub_split(spec))
     for key, accepted in spec.where.items():
         ds = ds.filter(lambda v: v in accepted, input_columns=key)
     items, excluded = [], 0
     for row in ds:
-        item = item_from_row(spec, row, sys_text)
+        item = item_from_row(spec, row, sys_text, protocol_name)
         if item is None:
             excluded += 1
         else:
+            item.group = spec.group_map.get(item.group or "", item.group)
             items.append(item)
     if n is not None and n < len(items):  # a seeded subset: quick looks at a benchmark, never the paper's number
         items = random.Random(seed).sample(items, n)
@@ -369,20 +457,22 @@ def _task_items(spec: EvalSet, n: int, seed: int, system_prompt: str) -> list[It
 DEFAULT_TASK_ROWS = 64  # held-out rows per offline task when no n is given
 
 
-def load_items(name: str, n: int | None = None, seed: int = 0, system_prompt: bool | str = True
-               ) -> tuple[list[Item], dict[str, int]]:
+def load_items(name: str, n: int | None = None, seed: int = 0, system_prompt: bool | str = True,
+               protocol_name: str = "rule") -> tuple[list[Item], dict[str, int]]:
     """The items of set ``name`` and load counters (``excluded_rows``, ``image_errors``).
 
     ``system_prompt``: True for the set's own prompt (trained models), False for none (the baseline), or a
     ``prompts.system_prompt`` name. ``n``: rows (offline tasks: how many to generate, default
-    ``DEFAULT_TASK_ROWS``; hub sets: a seeded subset, default all).
+    ``DEFAULT_TASK_ROWS``; hub sets: a seeded subset, default all). ``protocol_name``: "fork" builds hub rows
+    as the authors' evaluation did (``lmm_r1.protocol``); the offline tasks always use the kit's rules.
     """
+    protocol.check(protocol_name)
     spec = get(name)
     prompt_name = spec.system_prompt if system_prompt is True else "none" if system_prompt is False else system_prompt
     sys_text = prompts.system_prompt(prompt_name)
     if spec.source == "task":
         items, excluded = _task_items(spec, n or DEFAULT_TASK_ROWS, seed, prompt_name), 0
     else:
-        items, excluded = _hub_items(spec, n, seed, sys_text)
+        items, excluded = _hub_items(spec, n, seed, sys_text, protocol_name)
     counts = {"excluded_rows": excluded, "image_errors": sum(i.image_error is not None for i in items)}
     return items, counts

@@ -85,20 +85,29 @@ def group_rows(benchmark: str, records: Sequence[Record]) -> list[dict]:
 
 def evaluate_model(model, processor, benchmarks: Sequence[str] = DEFAULT_TASK_SETS, *, name: str,
                    profile: str = "tiny", root: str | Path | None = None, n: int | None = None, seed: int = 0,
-                   system_prompt: bool = True, max_new_tokens: int = 4096, batch_size: int = 8,
+                   system_prompt: bool | str = True, max_new_tokens: int = 4096, batch_size: int = 8,
                    temperature: float = 0.0, llm=None, judge=None, judge_fallback: bool = False,
-                   verify_timeout: float = 10.0, progress: bool = True) -> EvalRun:
+                   verify_timeout: float = 10.0, progress: bool = True, protocol: str = "fork") -> EvalRun:
     """Evaluate one loaded model on ``benchmarks`` and write its records under ``results/<profile>/evaluation``.
 
     ``llm``: a ``vllm.LLM`` (``generation.load_vllm``) to generate with instead of ``model.generate``.
-    ``system_prompt``: False for the baseline (PAPER.md §7: the R1 prompt hurts the untrained model).
+    ``system_prompt``: True for the set's own (R1), False for none, or a name: "cot" is the fork's baseline prompt
+    (Table 1's "Qwen2.5-VL-3B CoT"). ``protocol``: "fork" (default) scores the paper's benchmarks as the authors'
+    evaluation did (``lmm_r1.protocol``: its prompts, image resize, judge prompts; text sets with LightEval's
+    8192 tokens and repetition penalty 1.05), "rule" with the kit's rules; the offline tasks always use the rules.
     """
+    from lmm_r1 import protocol as protocols
     from lmm_r1.generation import generate, vllm_generate
     from lmm_r1.report import write_table
     from lmm_r1.results import run_dir
 
+    protocols.check(protocol)
     for b in benchmarks:
         get(b)  # unknown names fail before any generation, listing the valid ones
+    if protocol == "fork" and judge is None:  # fail before generating, not after
+        needing = [b for b in benchmarks if get(b).hub_id in protocols.JUDGED]
+        if needing:
+            protocols._need_judge(None, ", ".join(needing))
     if judge is not None:
         try:
             judge.check()
@@ -111,10 +120,14 @@ def evaluate_model(model, processor, benchmarks: Sequence[str] = DEFAULT_TASK_SE
     start = time.perf_counter()
     tokenizer = getattr(processor, "tokenizer", processor)
     for b in benchmarks:
-        items, counts = load_items(b, n=n, seed=seed, system_prompt=system_prompt)
+        spec = get(b)
+        items, counts = load_items(b, n=n, seed=seed, system_prompt=system_prompt, protocol_name=protocol)
+        fork = any(it.protocol == "fork" for it in items)
         ok = [i for i, it in enumerate(items) if it.image_error is None]  # no image, no generation: scored wrong
         prompts, images = [items[i].prompt for i in ok], [items[i].images for i in ok]
         kwargs = dict(max_new_tokens=max_new_tokens, temperature=temperature, progress=progress)
+        if fork and spec.modality == "text":
+            kwargs.update(protocols.TEXT_GENERATION)  # eval_text_benchmark.sh: 8192 new tokens, penalty 1.05
         if llm is not None:
             texts = vllm_generate(llm, processor, prompts, images, **kwargs)
         else:
@@ -125,7 +138,10 @@ def evaluate_model(model, processor, benchmarks: Sequence[str] = DEFAULT_TASK_SE
         records = score(b, items, completions, tokenizer=tokenizer, judge=judge, judge_fallback=judge_fallback,
                         verify_timeout=verify_timeout)
         run.records[b] = records
-        run.summary.append({"model": name, "benchmark": b, "group": "", **summarize(records, counts)})
+        aggregate = (spec.fork_aggregate if fork else None) or spec.aggregate
+        run.summary.append({"model": name, "benchmark": b, "group": "", **summarize(records, counts, aggregate),
+                            "max_new_tokens": kwargs["max_new_tokens"],
+                            "repetition_penalty": kwargs.get("repetition_penalty", 1.0)})
         run.summary.extend({"model": name, "benchmark": b, **g} for g in group_rows(b, records))
         _write_csv(out_dir / "samples" / f"{b}.csv", [asdict(r) for r in records])
     run.seconds = time.perf_counter() - start
@@ -201,9 +217,16 @@ def _cli(args: argparse.Namespace) -> int:
 def _cli_run(args: argparse.Namespace, benchmarks: list[str], judge) -> EvalRun:
     return evaluate(args.model, benchmarks, name=args.name, profile=args.profile, root=args.results_dir,
                     backend=args.backend, min_pixels=args.min_pixels, max_pixels=args.max_pixels, n=args.n,
-                    seed=args.seed, system_prompt=not args.no_system_prompt, max_new_tokens=args.max_new_tokens,
+                    seed=args.seed, system_prompt=_system_prompt_arg(args), max_new_tokens=args.max_new_tokens,
+                    protocol=args.protocol,
                     batch_size=args.batch_size, judge=judge, judge_fallback=args.judge_fallback == "rule",
                     verify_timeout=args.verify_timeout, progress=not args.quiet)
+
+
+def _system_prompt_arg(args: argparse.Namespace) -> bool | str:
+    if args.no_system_prompt and args.system_prompt:
+        raise ValueError("give --system-prompt or --no-system-prompt, not both")
+    return args.system_prompt or not args.no_system_prompt
 
 
 def register_cli(subparsers) -> None:
@@ -218,7 +241,12 @@ def register_cli(subparsers) -> None:
     p.add_argument("--results-dir", default=None, help="default: results/ (or $LMM_R1_RESULTS)")
     p.add_argument("--n", type=int, default=None, help="rows per set (tasks: generated; hub: seeded subset)")
     p.add_argument("--seed", type=int, default=0, help="held-out rows / subset seed")
-    p.add_argument("--no-system-prompt", action="store_true", help="the baseline's setting (PAPER.md §7)")
+    p.add_argument("--no-system-prompt", action="store_true", help="no system prompt at all")
+    p.add_argument("--system-prompt", default=None, choices=("r1", "cot", "none"),
+                   help="r1 (trained models, the default), cot (the fork's baseline prompt, Table 1's CoT row)")
+    p.add_argument("--protocol", choices=("fork", "rule"), default="fork",
+                   help="fork: the authors' evaluation (prompts, resize, LLM judge; the default); rule: the kit's "
+                        "rules, no judge. Offline tasks always use the rules")
     p.add_argument("--max-new-tokens", type=int, default=4096, help="PAPER.md §7: 4096")
     p.add_argument("--batch-size", type=int, default=8, help="transformers backend only")
     p.add_argument("--backend", choices=("transformers", "vllm"), default="transformers")

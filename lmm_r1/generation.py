@@ -85,21 +85,24 @@ def _prompts_and_images(processor, prompts: Sequence[Messages],
     return texts, image_lists
 
 
-def _generation_config(model, tokenizer, max_new_tokens: int, temperature: float, top_p: float):
+def _generation_config(model, tokenizer, max_new_tokens: int, temperature: float, top_p: float,
+                       repetition_penalty: float = 1.0):
     from transformers import GenerationConfig
 
     eos = getattr(model.generation_config, "eos_token_id", None) or tokenizer.eos_token_id
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    extra = {"repetition_penalty": repetition_penalty} if repetition_penalty != 1.0 else {}
     if temperature > 0:
         return GenerationConfig(do_sample=True, temperature=temperature, top_p=top_p, top_k=0,
-                                max_new_tokens=max_new_tokens, eos_token_id=eos, pad_token_id=pad)
+                                max_new_tokens=max_new_tokens, eos_token_id=eos, pad_token_id=pad, **extra)
     # Greedy: temperature/top_p left unset so transformers does not warn that they are ignored.
-    return GenerationConfig(do_sample=False, max_new_tokens=max_new_tokens, eos_token_id=eos, pad_token_id=pad)
+    return GenerationConfig(do_sample=False, max_new_tokens=max_new_tokens, eos_token_id=eos, pad_token_id=pad,
+                            **extra)
 
 
 def generate(model, processor, prompts: Sequence[Messages], images: Sequence[Sequence[Any] | None] | None = None,
              *, max_new_tokens: int, batch_size: int = 8, temperature: float = 0.0, top_p: float = 1.0,
-             progress: bool = True, desc: str = "generate") -> list[str]:
+             repetition_penalty: float = 1.0, progress: bool = True, desc: str = "generate") -> list[str]:
     """Completions for ``prompts`` with ``model.generate``, batched with left padding, in the input order.
 
     Prompts are batched in order of prompt length (less padding; the order is restored on return). Returns the
@@ -112,7 +115,7 @@ def generate(model, processor, prompts: Sequence[Messages], images: Sequence[Seq
         raise ValueError(f"max_new_tokens and batch_size must be >= 1, got {max_new_tokens} and {batch_size}")
     texts, image_lists = _prompts_and_images(processor, prompts, images)
     tokenizer = _tokenizer(processor)
-    config = _generation_config(model, tokenizer, max_new_tokens, temperature, top_p)
+    config = _generation_config(model, tokenizer, max_new_tokens, temperature, top_p, repetition_penalty)
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     out: list[str | None] = [None] * len(texts)
     was_training = model.training
@@ -179,11 +182,11 @@ def load_vllm(model: str, *, max_model_len: int = 8192, gpu_memory_utilization: 
 
 def vllm_generate(llm, processor, prompts: Sequence[Messages], images: Sequence[Sequence[Any] | None] | None = None,
                   *, max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0,
-                  progress: bool = True) -> list[str]:
+                  repetition_penalty: float = 1.0, progress: bool = True) -> list[str]:
     """Completions from a ``vllm.LLM``: one batched ``LLM.generate`` call (vLLM schedules the batches)."""
     from vllm import SamplingParams
 
     params = SamplingParams(temperature=temperature, top_p=top_p, max_tokens=max_new_tokens,
-                            skip_special_tokens=True)
+                            repetition_penalty=repetition_penalty, skip_special_tokens=True)
     outputs = llm.generate(vllm_requests(processor, prompts, images), params, use_tqdm=progress)
     return [o.outputs[0].text for o in outputs]

@@ -80,6 +80,27 @@ class Judge:
             raise JudgeUnavailable(f"LLM judge at {self.base_url} serves {served}, not {self.model!r}: "
                                    "pass --judge-model with one of those names")
 
+    def complete(self, prompt: str, *, temperature: float = 0.0, max_tokens: int = 256,
+                 choices: list[str] | None = None) -> str:
+        """One user-turn chat completion, as the fork's ``get_chat_response`` sent it (stripped text).
+
+        ``choices`` constrains the answer: vLLM >= 0.11 reads ``structured_outputs.choice``, the vLLM the authors
+        ran read ``guided_choice`` (the fork's field); both are sent and a server ignores the one it does not know.
+        """
+        payload = {"model": self.model, "temperature": temperature, "max_tokens": max_tokens, "n": 1,
+                   "messages": [{"role": "user", "content": prompt}]}
+        if choices:
+            payload.update(guided_choice=list(choices), structured_outputs={"choice": list(choices)})
+        out = self._request("/chat/completions", payload)
+        try:
+            return (out["choices"][0]["message"]["content"] or "").strip()
+        except (KeyError, IndexError, TypeError):
+            raise JudgeUnavailable(f"LLM judge at {self.base_url} returned no chat completion: {out!r:.300}") from None
+
+    def complete_many(self, prompts: list[str], **kwargs) -> list[str]:
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            return list(pool.map(lambda p: self.complete(p, **kwargs), prompts))
+
     def extract(self, question: str, response: str) -> str:
         """The final answer the judge reads in ``response`` ("" for "null")."""
         payload = {"model": self.model, "temperature": 0.0, "max_tokens": self.max_tokens,

@@ -22,11 +22,18 @@ SOKOBAN_SYSTEM_PROMPT = (
     "initial frame to the end at once."
 )
 
-SYSTEM_PROMPTS = {"r1": R1_SYSTEM_PROMPT, "sokoban": SOKOBAN_SYSTEM_PROMPT, "none": None}
+# The baseline row "Qwen2.5-VL-3B CoT" of Table 1: the authors' evaluation fork's ``SYSTEM_PROMPT_COT``
+# (ForJadeForest/lmm-r1-eval lmms_eval/models/vllm.py, ``system_prompt_type=cot``), verbatim.
+COT_SYSTEM_PROMPT = (
+    "You are a helpful assistant good at solving math problems. The user will provide you with a math problem, and "
+    "you should solve it with step-by-step reasoning. You should put your final answer within $\\boxed{}$."
+)
+
+SYSTEM_PROMPTS = {"r1": R1_SYSTEM_PROMPT, "cot": COT_SYSTEM_PROMPT, "sokoban": SOKOBAN_SYSTEM_PROMPT, "none": None}
 
 
 def system_prompt(name: str) -> str | None:
-    """The system prompt called ``name`` ("r1", "sokoban" or "none" for the baseline)."""
+    """The system prompt called ``name`` ("r1", "cot" for the fork's baseline, "sokoban", or "none")."""
     try:
         return SYSTEM_PROMPTS[name]
     except KeyError:
@@ -87,3 +94,198 @@ Extracted answer: null
 Question: {question}
 Model response: {response}
 Extracted answer:"""
+
+
+# The authors' evaluation protocol (lmm_r1/protocol.py): text copied verbatim from their lmms-eval fork
+# (ForJadeForest/lmm-r1-eval, Apache-2.0) and the LightEval task file it ran (evaluate_text.py). Whitespace,
+# typos ("Judement") and doubled braces are part of what the judge saw.
+
+# MathVista / MathVision "step-by-step" hints (mathvista_evals.py / mathvision_evals.py create_one_query).
+FORK_HINTS = {
+    "multi_choice": "Hint: Please answer the question and provide the correct option letter, e.g., A, B, C, D, at the end.",
+    "integer": "Hint: Please answer the question requiring an integer answer and provide the final value, e.g., 1, 2, 3, "
+               "at the end.",
+    "float1": "Hint: Please answer the question requiring a floating-point number with one decimal place and provide "
+              "the final value, e.g., 1.2, 1.3, 1.4, at the end.",
+    "float2": "Hint: Please answer the question requiring a floating-point number with two decimal places and provide "
+              "the final value, e.g., 1.23, 1.34, 1.45, at the end.",
+    "list": "Hint: Please answer the question requiring a Python list as an answer and provide the final list, e.g., "
+            "[1, 2, 3], [1.2, 1.3, 1.4], at the end.",  # MathVista only
+    "text": "Hint: Please answer the question requiring a latex expression as an answer and provide the final "
+            "expression, e.g., 2\\sqrt{3}, \\frac{1}{3}, at the end.",  # MathVision only
+}
+# MM-Star (mmstar.yaml post_prompt; utils.replace_prompt is removed from the question first).
+MMSTAR_POST_PROMPT = "\nAnswer with the option's letter from the given choices directly"
+MMSTAR_REMOVED = " Please answer yes or no."
+
+# MathVista's and MathVision's extractor few-shot text (mathvista_evals.py / mathvision_evals.py DEMO_PROMPT, identical).
+MATHVISTA_EXTRACT_DEMO = """
+Please read the following example. Then extract the answer from the model response and type it at the end of the prompt.
+
+Hint: Please answer the question requiring an integer answer and provide the final value, e.g., 1, 2, 3, at the end.
+Question: Which number is missing?
+
+Model response: The number missing in the sequence is 14.
+
+Extracted answer: 14
+
+Hint: Please answer the question requiring a floating-point number with one decimal place and provide the final value, e.g., 1.2, 1.3, 1.4, at the end.
+Question: What is the fraction of females facing the camera?
+
+Model response: The fraction of females facing the camera is 0.6, which means that six out of ten females in the group are facing the camera.
+
+Extracted answer: 0.6
+
+Hint: Please answer the question requiring a floating-point number with two decimal places and provide the final value, e.g., 1.23, 1.34, 1.45, at the end.
+Question: How much money does Luca need to buy a sour apple candy and a butterscotch candy? (Unit: $)
+
+Model response: Luca needs $1.45 to buy a sour apple candy and a butterscotch candy.
+
+Extracted answer: 1.45
+
+Hint: Please answer the question requiring a Python list as an answer and provide the final list, e.g., [1, 2, 3], [1.2, 1.3, 1.4], at the end.
+Question: Between which two years does the line  graph saw its maximum peak?
+
+Model response: The line graph saw its maximum peak between 2007 and 2008.
+
+Extracted answer: [2007, 2008]
+
+Hint: Please answer the question and provide the correct option letter, e.g., A, B, C, D, at the end.
+Question: What fraction of the shape is blue?\nChoices:\n(A) 3/11\n(B) 8/11\n(C) 6/11\n(D) 3/5
+
+Model response: The correct answer is (B) 8/11.
+
+Extracted answer: B
+"""
+
+# MathVerse step 1, extraction (mathverse_evals.py DEMO_PROMPT_EXTRACT).
+MATHVERSE_EXTRACT_DEMO = """
+I am providing you a response from a model to a math problem, termed 'Model Response'. You should extract the answer from the response as 'Extracted Answer'. Directly output the extracted answer with no explanation.
+
+1.
+Model response: 'Rounded to two decimal places, the perimeter of the sector is approximately:\n\n(-2, 1)'
+Extracted Answer: (-2, 1)
+
+2.
+Model response: 'at those points.\n\nTherefore, the correct option that represents the meaning of the intersection points of the graphs is:\n\nD. They give the solutions to the equation $f(t)=g(t)$.",'
+Extracted Answer: D
+
+3.
+Model response: ' at 1 (there's a closed circle at y = 1), the range in interval notation is \\((-4, 1]\\).\n\nFinal values:\nDomain: \\((-3, 3]\\)\nRange: \\((-4, 1]\\)'
+Extracted Answer: Domain: \\((-3, 3]\\)\nRange: \\((-4, 1]\\)
+
+4.
+Model response: 'As it stands, I cannot provide the correct option letter because there isn't enough information to solve for 'y'.'
+Extracted Answer: null
+
+5.
+Model response: 'Given that AB = 17.6 meters, we can now substitute into the equation:\n\nd = 17.6 / cos(38\u00b0)\n\nTherefore, to one decimal place, the distance d between Ned and Bart is approximately 22.3 meters.'
+Extracted answer: 22.3
+
+6.
+Model response:  have all the coefficients for the quadratic function:\n\\( f(x) = ax^2 + bx + c \\)\n\\( f(x) = -1x^2 - 2x + 1 \\)\n\nTherefore, the equation for the graphed function \\( f \\) is:\n\\( f(x) = -x^2 - 2x + 1 \\)"'
+Extracted answer: f(x) = -x^2 - 2x + 1
+
+7.
+"""
+
+# MathVerse step 2, consistency judgement (DEMO_PROMPT_SCORE; a str.format template: {{3}} renders as {3}).
+MATHVERSE_SCORE_DEMO = """
+Below are two answers to a math question. Question is [Question], [Standard Answer] is the standard answer to the question, and [Model_answer] is the answer extracted from a model's output to this question.  Determine whether these two answers are consistent.
+Please note that only when the [Model_answer] completely matches the [Standard Answer] means they are consistent. For non-multiple-choice questions, if the meaning is expressed in the same way, it is also considered consistent, for example, 0.5m and 50cm.
+If they are consistent, Judement is 1; if they are different, Judement is 0.
+
+[Question]: Write the set of numbers represented on the number line in interval notation.
+[Standard Answer]: (-2,1]
+[Model_answer] : Extracted Answer: \\((-2, 1)\\)
+Judgement: 0
+
+[Question]: As shown in the figure, circle O has a radius 1.0, if angle BAC = 60.0, then the length of BC is ()\nChoices:\nA:2\nB:2\u221a{{3}}\nC:\u221a{{3}}\nD:2\u221a{{2}}
+[Standard Answer]: C
+[Model_answer] : B:2\u221a{{3}}
+Judgement: 0
+
+[Question]: Find the domain and range of the function f using interval notation.
+[Standard Answer]: domain: [-4, 0) and range: (-3, 1]
+[Model_answer] : Range: \\((-4, 1]\\)
+Judgement: 0
+
+[Question]: As shown in the figure, circle O has a radius 1.0, if angle BAC = 60.0, then the length of BC is ()\nChoices:\nA:2\nB:2\u221a{{3}}\nC:\u221a{{3}}\nD:2\u221a{{2}}
+[Standard Answer]: C
+[Model_answer] : null
+Judgement: 0
+
+[Question]: Given the graph of the ellipse that intersects with x-axis at 9 and -9 and with y-axis at 3 and -3, determine its equation.A. \\frac{{x^2}}{{81}} + \\frac{{y^2}}{{9}} = 1 B. Can not determine.\n
+[Standard Answer]: A
+[Model_answer] : \\frac{{x^2}}{{81}} + \\frac{{y^2}}{{9}} = 1
+Judgement: 1
+
+[Question]: {question}
+[Standard Answer]: {gt}
+[Model_answer] : {extraction}
+Judgement: """
+
+# MM-Star's option extractor (mmstar/utils.py DEMO_PROMPT; a str.format template).
+MMSTAR_EXTRACT_DEMO = """
+Please read the following example. Then extract the answer from the model response and type it at the end of the prompt.
+
+Hint: Please answer the question requiring an integer answer and provide the final value, e.g., 1, 2, 3, at the end.
+Question: Which number is missing?
+
+Model response: The number missing in the sequence is 14.
+
+Extracted answer: 14
+
+Hint: Please answer the question requiring a floating-point number with one decimal place and provide the final value, e.g., 1.2, 1.3, 1.4, at the end.
+Question: What is the fraction of females facing the camera?
+
+Model response: The fraction of females facing the camera is 0.6, which means that six out of ten females in the group are facing the camera.
+
+Extracted answer: 0.6
+
+Hint: Please answer the question requiring a floating-point number with two decimal places and provide the final value, e.g., 1.23, 1.34, 1.45, at the end.
+Question: How much money does Luca need to buy a sour apple candy and a butterscotch candy? (Unit: $)
+
+Model response: Luca needs $1.45 to buy a sour apple candy and a butterscotch candy.
+
+Extracted answer: 1.45
+
+Hint: Please answer the question requiring a Python list as an answer and provide the final list, e.g., [1, 2, 3], [1.2, 1.3, 1.4], at the end.
+Question: Between which two years does the line  graph saw its maximum peak?
+
+Model response: The line graph saw its maximum peak between 2007 and 2008.
+
+Extracted answer: [2007, 2008]
+
+Hint: Please answer the question and provide the correct option letter, e.g., A, B, C, D, at the end.
+Question: What fraction of the shape is blue?\nChoices:\n(A) 3/11\n(B) 8/11\n(C) 6/11\n(D) 3/5
+
+Model response: The correct answer is (B) 8/11.
+
+Extracted answer: B
+
+Hint: Please answer the question and provide the correct option letter, e.g., A, B, C, D, at the end.
+Question: {question}
+
+Model response: {response}
+
+Extracted answer: 
+"""
+
+# LightEval (the fork's evaluate_text.py, run with --use-chat-template and no system prompt).
+LIGHTEVAL_MATH_QUERY = """
+Solve the following math problem efficiently and clearly.  The last line of your response should be of the following format: 'Therefore, the final answer is: $\\boxed{{ANSWER}}$. I hope it is correct' (without quotes) where ANSWER is just the final number or expression that solves the problem. Think step by step before answering.
+
+{Question}
+""".strip()  # noqa: E501
+
+LIGHTEVAL_GPQA_QUERY = """
+Answer the following multiple choice question. The last line of your response should be of the following format: 'Answer: $LETTER' (without quotes) where LETTER is one of ABCD. Think step by step before answering.
+
+{Question}
+
+A) {A}
+B) {B}
+C) {C}
+D) {D}
+""".strip()  # noqa: E501

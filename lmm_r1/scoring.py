@@ -151,6 +151,8 @@ class Record:
     format_ok: bool | None
     reward: float | None = None
     error: str | None = None
+    protocol: str = "rule"
+    """The evaluation protocol that built the prompt and scored it (``lmm_r1.protocol``)."""
 
 
 def score(benchmark: str, items: Sequence[Item], completions: Sequence[str], *, tokenizer=None,
@@ -169,6 +171,8 @@ def score(benchmark: str, items: Sequence[Item], completions: Sequence[str], *, 
     if len(items) != len(completions):
         raise ValueError(f"{benchmark}: {len(items)} items but {len(completions)} completions")
     texts = [rewards.completion_text(c) for c in completions]  # the response a reward judges: stripped
+    if any(it.protocol == "fork" for it in items):
+        return _score_fork(spec, items, texts, tokenizer=tokenizer, judge=judge, verify_timeout=verify_timeout)
     extracted = [extract_answer(t) for t in texts]
     scorer = RULE
     judged_rows = [i for i, (it, t) in enumerate(zip(items, texts)) if it.scoring != "sokoban" and t.strip()
@@ -210,7 +214,7 @@ def score(benchmark: str, items: Sequence[Item], completions: Sequence[str], *, 
             letter = extract_choice(extracted[i] if scorer != RULE else text, item.choices)
             extracted[i] = letter or extracted[i]
             correct = letter is not None and letter == item.answer
-        n_tokens = len(tokenizer(text, add_special_tokens=False)["input_ids"]) if tokenizer else len(text.split())
+        n_tokens = _n_tokens(tokenizer, text)
         records.append(Record(benchmark=benchmark, id=item.id, group=item.group, scoring=item.scoring,
                               scorer=RULE if item.scoring == "sokoban" else scorer, gold=item.answer,
                               extracted=extracted[i], correct=bool(correct), judged=judged, completion=text,
@@ -218,16 +222,53 @@ def score(benchmark: str, items: Sequence[Item], completions: Sequence[str], *, 
     return records
 
 
-def summarize(records: Sequence[Record], load_counts: dict[str, int] | None = None) -> dict[str, Any]:
+def _n_tokens(tokenizer, text: str) -> int:
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"]) if tokenizer else len(text.split())
+
+
+def _score_fork(spec, items: Sequence[Item], texts: Sequence[str], *, tokenizer, judge,
+                verify_timeout: float) -> list[Record]:
+    """The authors' protocol (``lmm_r1.protocol.score_fork``); rows whose image failed are scored wrong, unsent."""
+    from lmm_r1 import protocol, rewards
+
+    if any(it.protocol != "fork" for it in items):
+        raise ValueError(f"{spec.name}: items built by different protocols cannot be scored together")
+    rows = [i for i, it in enumerate(items) if it.image_error is None]
+    verdicts = dict(zip(rows, protocol.score_fork(spec.hub_id, [items[i].meta for i in rows], [texts[i] for i in rows],
+                                                  judge=judge, timeout=verify_timeout)))
+    scorer = f"fork+{judge.label}" if spec.hub_id in protocol.JUDGED and judge is not None else "fork"
+    records = []
+    for i, (item, text) in enumerate(zip(items, texts)):
+        extracted, correct, judged, error = verdicts.get(i, ("", False, True, None))
+        if item.image_error:
+            error = f"image failed to load: {item.image_error}"
+        elif not text.strip():
+            error = error or "empty completion"
+        records.append(Record(benchmark=spec.name, id=item.id, group=item.group, scoring=item.scoring, scorer=scorer,
+                              gold=item.answer, extracted=extracted, correct=bool(correct), judged=judged,
+                              completion=text, completion_tokens=_n_tokens(tokenizer, text),
+                              format_ok=rewards.is_strict_format(text), error=error, protocol="fork"))
+    return records
+
+
+def summarize(records: Sequence[Record], load_counts: dict[str, int] | None = None,
+              aggregate: str = "rows") -> dict[str, Any]:
     """One summary row: accuracy over every item (failed images and empty completions count as wrong)."""
     n = len(records)
     if n == 0:
         raise ValueError("no records to summarise")
     mean = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
+    if aggregate not in ("rows", "groups"):
+        raise ValueError(f"aggregate must be 'rows' or 'groups', got {aggregate!r}")
+    accuracy = mean([r.correct for r in records])
+    if aggregate == "groups":  # the unweighted mean of the groups' accuracies (MM-Star's l2 categories, Table 2)
+        groups = sorted({r.group or "" for r in records})
+        accuracy = mean([mean([r.correct for r in records if (r.group or "") == g]) for g in groups])
     row = {
         "benchmark": records[0].benchmark,
         "n": n,
-        "accuracy": mean([r.correct for r in records]),
+        "accuracy": accuracy,
+        "aggregate": aggregate,
         "format": mean([bool(r.format_ok) for r in records]),
         "completion_tokens": mean([r.completion_tokens for r in records]),
         "empty_completions": sum(r.error == "empty completion" for r in records),
@@ -235,6 +276,7 @@ def summarize(records: Sequence[Record], load_counts: dict[str, int] | None = No
         "unjudged": sum(not r.judged for r in records),
         "excluded_rows": (load_counts or {}).get("excluded_rows", 0),
         "scorer": ",".join(sorted({r.scorer for r in records})),
+        "protocol": ",".join(sorted({r.protocol for r in records})),
     }
     rewards = [r.reward for r in records if r.reward is not None]
     row["reward"] = mean(rewards)

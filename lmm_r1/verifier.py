@@ -53,6 +53,8 @@ from typing import Sequence
 
 DEFAULT_TIMEOUT = 3.0  # seconds per item: a normal judgement takes milliseconds; a stuck one stalls a step 3 s
 VERIFY_ORDERS = ("gold_first", "upstream")
+# Evaluation-protocol rules (lmm_r1/protocol.py) judged in the same workers: ``verify_order`` names one of them.
+EVAL_RULES = ("mathvision_fork", "lighteval_math")
 STATUSES = ("ok", "no_extraction", "unparseable_gold", "timeout", "error")
 # Items queued per worker, so it goes on to the next without waiting for the parent to be scheduled (slow on a
 # busy machine). Behind a busy worker at most QUEUE_BYTES are queued: a pipe holds 64 KiB, and a send that does
@@ -146,6 +148,79 @@ def _verify(gold: str, answer_parsed: tuple, verify_order: str, math_verify_time
     return bool(verify(*pair, timeout_seconds=math_verify_timeout))
 
 
+# ---- evaluation rules of the authors' protocol (lmm_r1/protocol.py) ----
+
+def _number(latex: str):
+    """``eval(str(latex2sympy(x)))`` of the fork's MathVision ``is_equal`` (``from math import *`` in scope).
+
+    The string evaluated is sympy's printout of a parsed expression, not the model's text, and it is evaluated
+    with no builtins in a killable, memory-capped worker; ints stay ints (``2*3`` -> 6), as in the fork."""
+    import math
+
+    from latex2sympy2_extended import latex2sympy
+
+    scope = {k: getattr(math, k) for k in dir(math) if not k.startswith("_")}
+    return eval(str(latex2sympy(latex)), {"__builtins__": {}}, scope)  # noqa: S307 - see the docstring
+
+
+def _eval_tuple(s: str) -> str:
+    parts = s[1:-1].split(",")
+    try:
+        if (s[0], s[-1]) in (("(", ")"), ("[", "]")) and len(parts) > 1:
+            inner = ",".join(str(round(_number(p), 2)) if "infty" not in p and p not in ("a", "-a") else p
+                             for p in parts)
+            return f"{s[0]}{inner}{s[-1]}"
+    except Exception:  # the fork returns the string unevaluated on any failure
+        return s
+    return s
+
+
+def mathvision_is_equal(gold: str, answer: str) -> bool:
+    """The fork's MathVision ``is_equal``: lower-case match, tuple evaluation, then numbers equal to 2 decimals."""
+    gold, answer = gold.lower(), answer.lower()
+    if not gold.replace(" ", "") or not answer.replace(" ", ""):
+        return False
+    if gold.strip() == answer.strip():
+        return True
+    gold, answer = _eval_tuple(gold), _eval_tuple(answer)
+    if gold == answer:
+        return True
+    try:
+        return round(_number(gold), 2) == round(_number(answer), 2)
+    except Exception:
+        return False
+
+
+def lighteval_math(gold_solution: str, response: str) -> tuple[str, bool | None]:
+    """LightEval's MATH-500 metric in the fork's ``evaluate_text.py``: gold from the solution's LaTeX, the
+    prediction as an expression or LaTeX (boxed first), first-match fallback, equal to 5 digits."""
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+
+    gold = parse(gold_solution, extraction_config=[LatexExtractionConfig()], fallback_mode="first_match",
+                 parsing_timeout=None)
+    if not gold:
+        return "unparseable_gold", None
+    pred = parse(response, extraction_config=[ExprExtractionConfig(), LatexExtractionConfig(boxed_match_priority=0)],
+                 fallback_mode="first_match", parsing_timeout=None)
+    if not pred:
+        return "no_extraction", False
+    return "ok", bool(verify(gold, pred, float_rounding=5, timeout_seconds=None))
+
+
+def judge_rule(gold: str, prediction: str, rule: str) -> tuple[str, bool | None]:
+    """One judgement under ``rule``: a training verify order (``judge_one``) or an evaluation rule."""
+    if rule in VERIFY_ORDERS:
+        return judge_one(gold, prediction, rule)
+    if rule == "mathvision_fork":
+        import json
+
+        golds = json.loads(gold)  # [the letter or value, the option's text or ""]
+        return "ok", any(mathvision_is_equal(g, prediction) for g in golds)
+    if rule == "lighteval_math":
+        return lighteval_math(gold, prediction)
+    raise ValueError(f"unknown rule {rule!r}")
+
+
 def _worker_main() -> None:
     """A worker's loop: ``(tag, gold, prediction, order)`` in, ``(tag, status, correct)`` out, until EOF."""
     import logging
@@ -180,7 +255,7 @@ def _worker_main() -> None:
         except EOFError:
             return
         try:
-            status, correct = judge_one(gold, prediction, order)
+            status, correct = judge_rule(gold, prediction, order)
         except MemoryError:
             status, correct = "error", False
         except Exception:
@@ -347,8 +422,8 @@ class VerifierPool:
         """
         if len(golds) != len(predictions):
             raise ValueError(f"judge: {len(golds)} golds but {len(predictions)} predictions")
-        if verify_order not in VERIFY_ORDERS:
-            raise ValueError(f"verify_order must be one of {VERIFY_ORDERS}, got {verify_order!r}")
+        if verify_order not in VERIFY_ORDERS + EVAL_RULES:
+            raise ValueError(f"verify_order must be one of {VERIFY_ORDERS + EVAL_RULES}, got {verify_order!r}")
         if not (isinstance(timeout, (int, float)) and timeout > 0):
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
         for i, (g, p) in enumerate(zip(golds, predictions)):
