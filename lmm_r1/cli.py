@@ -15,7 +15,7 @@ import importlib
 import sys
 
 # Modules that add their own subcommands; each defines register_cli(subparsers).
-COMMAND_MODULES = ("lmm_r1.grpo", "lmm_r1.evaluate")
+COMMAND_MODULES = ("lmm_r1.grpo", "lmm_r1.evaluate", "lmm_r1.sokoban_levels")
 
 
 def _tiny_model(args: argparse.Namespace) -> int:

@@ -474,7 +474,7 @@ PAPER_TABLE: dict[str, dict[str, Any]] = {
     "mgt_percept": dict(prompts=(256, 256), episodes=(2, 2), max_gen=(8192, 8000), lr=(4e-7, 4e-7), kl=(1e-3, 0.0),
                         critic_lr=None, dataset="vermulti"),
     "mgt_sokoban": dict(prompts=(128, 128), episodes=(4, 4), max_gen=(8192, 8196), lr=(1e-6, 1e-6), kl=(0.0, 0.0),
-                        critic_lr=5e-6, dataset=None),  # levels are generated (lmm_r1.toy.tasks.sokoban)
+                        critic_lr=5e-6, dataset="sokoban_levels"),  # gym-sokoban levels (lmm_r1.sokoban_levels)
 }
 # OpenRLHF's train_batch_size equals the rollout's prompt count in every column (128 or 256 samples per optimizer
 # step), so each rollout of prompts x 16 samples gives 16 optimizer steps (ppo_actor.py, max_epochs 1).
@@ -516,7 +516,8 @@ def _paper_values(stage: str, follows: str) -> tuple[dict[str, Any], dict[str, s
     sources.update(
         stage="requested", preset="requested", follows="requested",
         task=f"lmm_r1.toy.tasks name for {STAGES[column][0]}'s domain",
-        dataset="PAPER.md §6 data table" + (" (Sokoban levels are generated)" if column == "mgt_sokoban" else ""),
+        dataset="PAPER.md §6 data table" + (" (the paper's level mix through gym-sokoban, App. A.1)"
+                                            if column == "mgt_sokoban" else ""),
         train_size="PAPER.md §6: 11,500 levels" if column == "mgt_sokoban" else "all rows (PAPER.md §6)",
         system_prompt="PAPER.md §5",
         model="PAPER.md (Qwen/Qwen2.5-VL-3B-Instruct)",

@@ -158,6 +158,22 @@ def _resolve_image(ref: str, jsonl_dir: Path, image_root: Path | None) -> Path |
     return None
 
 
+def _level_from(env_path: Any, where: str, jsonl_dir: Path, image_root: Path | None) -> str:
+    """A Sokoban row's ``env_path`` (.npy, re-rooted like image paths) -> its XSB ``level``."""
+    from lmm_r1.sokoban_levels import LevelError, load_npy_level
+
+    if not isinstance(env_path, str) or not env_path.strip():
+        raise DataFormatError(f"{where}: field 'env_path' must be the path of a .npy level, got {env_path!r:.80}",
+                              "env_path")
+    path = _resolve_image(env_path, jsonl_dir, image_root)
+    if path is None:
+        raise DataFormatError(f"{where}: field 'env_path': level file not found: {env_path}", "env_path")
+    try:
+        return load_npy_level(path)
+    except LevelError as e:
+        raise DataFormatError(f"{where}: field 'env_path': {e}", "env_path") from None
+
+
 def _is_image(path: Path) -> str | None:
     """None if PIL can identify the file as an image (header only), else the reason."""
     from PIL import Image, UnidentifiedImageError
@@ -196,9 +212,12 @@ def _parse_record(line: str, where: str, jsonl_dir: Path, image_root: Path | Non
     answer = record.pop("answer")
     if isinstance(answer, (int, float)) and not isinstance(answer, bool):
         answer = str(answer)
-    if not isinstance(answer, str) or not answer.strip():
+    sokoban = "env_path" in record  # the authors' Sokoban rows: answer "", the level in a .npy file
+    if not isinstance(answer, str) or not (answer.strip() or sokoban):
         raise DataFormatError(f"{where}: field 'answer' must be a non-empty string, got {answer!r:.80}",
                               "answer")
+    if sokoban and record.get("level") is None:
+        record["level"] = _level_from(record["env_path"], where, jsonl_dir, image_root)
 
     prompt, images = [], []
     for m, msg in enumerate(messages):

@@ -155,6 +155,7 @@ def evaluate(model: str | Path, benchmarks: Sequence[str] = DEFAULT_TASK_SETS, *
              min_pixels: int | None = None, max_pixels: int | None = None, record: bool = True,
              **kwargs) -> EvalRun:
     """Load ``model`` (folder, hub id or ``"tiny"``), evaluate it, and write its run record."""
+    from lmm_r1 import fidelity
     from lmm_r1.models import load_model, load_processor
     from lmm_r1.results import write_run_record
 
@@ -185,7 +186,8 @@ def evaluate(model: str | Path, benchmarks: Sequence[str] = DEFAULT_TASK_SETS, *
         config = {"model": str(model), "resolved": path, "benchmarks": list(benchmarks), "backend": backend,
                   "min_pixels": min_pixels, "max_pixels": max_pixels,
                   **{k: v for k, v in kwargs.items() if k != "judge"},
-                  "scorer": run.summary[0]["scorer"] if run.summary else RULE}
+                  "scorer": run.summary[0]["scorer"] if run.summary else RULE,
+                  "fidelity": fidelity.for_eval(kwargs.get("protocol", "fork"))}
         write_run_record(f"evaluation/{name}", config=config, metrics=run.metrics, profile=profile,
                          seed=kwargs.get("seed", 0), root=root, seconds=run.seconds)
     return run

@@ -125,17 +125,66 @@ REGISTER: tuple[Departure, ...] = (
         "", "none", "none", implemented=False, stages=("mgt_sokoban", "direct_rl_sokoban")),
     Departure(
         "sokoban_levels", "Sokoban training levels",
-        "11,500 gym-sokoban levels (5,000 small-v0, 5,000 small-v1, 500 each v0, v1, large-v0), frames at 640 px",
-        "not implemented yet: the paper presets of the Sokoban stages train on the kit's generated rooms "
-        "(lmm_r1.toy.tasks.sokoban, 112 px)",
-        "dataset", "generated rooms", "generated rooms", implemented=False,
-        stages=("mgt_sokoban", "direct_rl_sokoban")),
+        "11,500 gym-sokoban levels (5,000 small-v0, 5,000 small-v1, 500 each v0, v1, large-v0), first frames resized "
+        f"to 640 px high, made with unseeded generators ({UPSTREAM} examples/data/gen_sokoban_tasks.py)",
+        "the same gym-sokoban calls and mix (lmm_r1.sokoban_levels), Python's and NumPy's generators seeded per level "
+        "from the stage's seed, so a seed names one level set; dataset=None trains on the toy rooms instead",
+        "dataset, seed", "sokoban_levels", "sokoban_levels", stages=("mgt_sokoban", "direct_rl_sokoban"),
+        attr="dataset"),
     Departure(
         "system_prompt_in_data", "system turns in the training records",
         "records are used as written",
         "the stage's system prompt replaces any system turn of a record (lmm_r1.data)",
         "system_prompt", "r1 / sokoban", "r1 / sokoban", implemented=False),
 )
+
+
+# Evaluation under the authors' protocol (lmm_r1.protocol, lmm-r1 eval --protocol fork): where the kit cannot do
+# exactly what their lmms-eval fork and LightEval run did. Every evaluation run record lists these.
+EVAL_FORK = "ForJadeForest/lmm-r1-eval"
+EVAL_REGISTER: tuple[Departure, ...] = (
+    Departure(
+        "gpqa_option_order", "GPQA-Diamond option order",
+        f"gold_index = random.randint(0, 3) from Python's unseeded generator ({EVAL_FORK} evaluate_text.py "
+        "gpqa_prompt_fn): each run asked a different order",
+        "the same draw from a generator seeded with the question's record id: one fixed order per question",
+        "", "seeded", "seeded", implemented=False),
+    Departure(
+        "judge_failures", "failed judge calls",
+        f"retried, then scored as \"\" (MathVista/MathVision) or \"0\" (MathVerse on HTTP 400) ({EVAL_FORK} "
+        "*_evals.py get_chat_response)",
+        "a failing judge stops the evaluation (JudgeUnavailable); no row is scored by an error",
+        "", "stop", "stop", implemented=False),
+    Departure(
+        "judge_model_name", "judge model per benchmark",
+        f"one server (Qwen2.5-14B-Instruct served as gpt-3.5-turbo, miscs/lmmr1/deploy_eval_model.sh); MathVision's "
+        "yaml asks for model ckpts/Qwen2.5-7B-Instruct, which that server does not serve",
+        "one judge (lmm-r1 eval --judge-url, --judge-model) for every benchmark",
+        "", "Qwen/Qwen2.5-14B-Instruct", "Qwen/Qwen2.5-14B-Instruct"),
+    Departure(
+        "eval_latex2sympy", "MathVision's LaTeX evaluation",
+        f"latex2sympy2 (then eval of its printout with math's names) ({EVAL_FORK} tasks/mathvision/utils.py)",
+        "latex2sympy2_extended 1.11 (math-verify's), the same printout evaluated with no builtins in a killable "
+        "worker",
+        "", "latex2sympy2_extended", "latex2sympy2_extended", implemented=False),
+    Departure(
+        "lighteval_version", "LightEval's extraction",
+        "lighteval at commit ed08481 (eval_text_benchmark.sh), its math-verify of that time",
+        "LightEval 0.13.0's index regexes (read from its wheel; it does not install beside the pins) and "
+        "math-verify 0.9.0's parse/verify for MATH-500",
+        "", "0.13.0 rules", "0.13.0 rules", implemented=False),
+    Departure(
+        "olympiadbench_judger", "OlympiadBench scoring",
+        f"the benchmark's sympy judger on the text after 'final answer is' ({EVAL_FORK} olympiadbench_evals.py)",
+        "not reproduced yet: math-verify on the whole response (its records say protocol=rule)",
+        "", "rule", "rule", implemented=False),
+)
+
+
+def for_eval(protocol: str) -> list[dict[str, Any]]:
+    """The evaluation entries, as an evaluation run record lists them."""
+    return [{"key": e.key, "protocol": protocol, "kit": e.kit, "implemented": e.implemented}
+            for e in EVAL_REGISTER] if protocol == "fork" else []
 
 
 def _run_value(entry: Departure, cfg) -> Any:
@@ -165,7 +214,7 @@ def markdown() -> str:
 
     lines = ["| topic | upstream (paper, released code) | the kit | option | follows=paper | follows=scripts |",
              "|---|---|---|---|---|---|"]
-    for e in REGISTER:
+    for e in REGISTER + EVAL_REGISTER:
         kit = e.kit + ("" if e.implemented else " **(upstream not selectable)**")
         lines.append(f"| {cell(e.topic)} | {cell(e.upstream)} | {cell(kit)} | {cell(e.option) or '—'} | "
                      f"{cell(e.paper)} | {cell(e.scripts)} |")

@@ -216,6 +216,8 @@ def load_train_dataset(cfg: StageConfig, processor):
         if cfg.train_size <= 0:
             raise DataError(f"train_size must be > 0 to generate the {cfg.task!r} task's rows")
         ds = TASKS[cfg.task].make_dataset("train", cfg.train_size, seed=cfg.seed, system_prompt=cfg.system_prompt)
+    elif cfg.dataset == "sokoban_levels":
+        ds = _sokoban_levels(cfg)
     else:
         from lmm_r1 import data
 
@@ -231,6 +233,21 @@ def load_train_dataset(cfg: StageConfig, processor):
                         f"max_prompt_length={cfg.max_prompt_length} tokens; raise max_prompt_length or "
                         "lower max_pixels")
     return ds, dropped
+
+
+def _sokoban_levels(cfg: StageConfig):
+    """The paper's 11,500 gym-sokoban levels for seed ``cfg.seed``: generated once (all cores), then loaded."""
+    from lmm_r1 import data, sokoban_levels
+    from lmm_r1.toy.model import default_cache_dir
+
+    root = Path(cfg.data_dir or default_cache_dir() / "sokoban_levels") / f"seed{cfg.seed}"
+    jsonl = root / sokoban_levels.JSONL_NAME
+    if not jsonl.exists():
+        print(f"[lmm-r1] generating the paper's Sokoban levels (seed {cfg.seed}) under {root} ...", file=sys.stderr)
+        sokoban_levels.generate(root, seed=cfg.seed, workers=os.cpu_count() or 1,
+                                progress=lambda line: print(line, file=sys.stderr, flush=True))
+    ds = data.load_message_jsonl(jsonl, system_prompt=cfg.system_prompt)
+    return ds.select(range(min(cfg.train_size, len(ds)))) if cfg.train_size else ds
 
 
 def reward_setup(cfg: StageConfig):

@@ -45,6 +45,14 @@ SOKOBAN_USER = (
     "Solve this Sokoban level. Answer with the moves as a comma-separated sequence of Left, Right, Up and Down, "
     "with your reasoning in <think> </think> and the moves in <answer> </answer>."
 )
+# The paper's Sokoban user turn, verbatim (TideDra/lmm-r1@dd143ad examples/scripts/lmm_r1/train_sokoban.sh, its
+# dataset.jsonl example; lmm_r1/sokoban_levels.py writes it into every generated row).
+SOKOBAN_PAPER_USER = (
+    "You should first thinks about the reasoning process in the mind and then provides the user with the answer, the "
+    "answer is a long sequence of Left, Right, Up, Down, separated by ','. The reasoning process and answer are "
+    "enclosed within <think> </think> and <answer> </answer> tags, respectively, e.g., <think> To ... </think>"
+    "<answer> Left, Right, ... </answer>, which means your output should start with <think> and end with </answer>."
+)
 ARITH_USER = "Compute {expression} modulo {modulus}."
 # percept: arith's problems with the operands only in the image (one coloured digit per cell, left to right).
 PERCEPT_USER = "Compute {pattern} modulo {modulus}, reading each ? from the image, left to right."

@@ -71,9 +71,9 @@ STAGE_SHAPE = {
     "fre_multi": (False, None, "r1", "percept", "vermulti"),         # the multimodal FRE ablation arm
     "mgt_percept": (False, "fre_text", "r1", "percept", "vermulti"), # MGT continues from FRE-Text
     "mgt_geometry": (False, "fre_text", "r1", "geometry", "vermulti_geo"),
-    "mgt_sokoban": (True, "fre_text", "sokoban", "sokoban", None),  # vision frozen; levels generated
+    "mgt_sokoban": (True, "fre_text", "sokoban", "sokoban", "sokoban_levels"),  # vision frozen; gym-sokoban
     "direct_rl_geometry": (False, None, "r1", "geometry", "vermulti_geo"),  # baselines: from the base model
-    "direct_rl_sokoban": (True, None, "sokoban", "sokoban", None),
+    "direct_rl_sokoban": (True, None, "sokoban", "sokoban", "sokoban_levels"),
 }
 
 

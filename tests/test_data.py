@@ -74,11 +74,16 @@ def test_loads_paper_records_with_rerooted_images(tmp_path, images):
 
 
 def test_relative_paths_resolve_against_the_jsonl_folder(tmp_path):
+    import numpy as np
+
     _png(tmp_path / "imgs" / "c.png")
+    (tmp_path / "levels").mkdir()
+    np.save(tmp_path / "levels" / "1.npy", np.array([[0, 0, 0, 0], [0, 5, 4, 2], [0, 0, 0, 0]]))
     jsonl = tmp_path / "d.jsonl"
     jsonl.write_text(_line(_user(_img("imgs/c.png"), _text("q")), env_path="levels/1.npy") + "\n")
     ds = data.load_message_jsonl(jsonl)
     assert ds[0]["images"][0].size == (56, 28) and ds[0]["env_path"] == "levels/1.npy"
+    assert ds[0]["level"] == "####\n#@$.\n####"  # the .npy read as gym-sokoban codes (lmm_r1.sokoban_levels)
 
 
 def test_text_only_files_have_no_images_column(tmp_path):
