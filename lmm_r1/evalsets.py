@@ -122,6 +122,13 @@ _SETS = [
 ]
 
 
+# MageBench Sokoban-Global (Table 3): scenarios from $LMM_R1_MAGEBENCH, scored by MageBench's rules (lmm_r1.magebench).
+_MAGEBENCH = [EvalSet(name="sokoban_global", title="Sokoban-Global", source="magebench", modality="image",
+                      scoring="sokoban_global", size=182, system_prompt="magebench",
+                      notes="MageBench's 182 Sokoban scenarios, global planner; the score is the mean of "
+                            "(best reward - optimal) x 5 + 100")]
+
+
 def _task_sets() -> list[EvalSet]:
     from lmm_r1.toy.tasks import TASKS
 
@@ -136,7 +143,7 @@ def _task_sets() -> list[EvalSet]:
 
 def registry() -> dict[str, EvalSet]:
     """Every evaluation set by name: the paper's benchmarks, then the offline tasks."""
-    return {s.name: s for s in [*_SETS, *_task_sets()]}
+    return {s.name: s for s in [*_SETS, *_MAGEBENCH, *_task_sets()]}
 
 
 def names(source: str | None = None) -> list[str]:
@@ -469,9 +476,16 @@ def load_items(name: str, n: int | None = None, seed: int = 0, system_prompt: bo
     protocol.check(protocol_name)
     spec = get(name)
     prompt_name = spec.system_prompt if system_prompt is True else "none" if system_prompt is False else system_prompt
-    sys_text = prompts.system_prompt(prompt_name)
+    sys_text = None if spec.source == "magebench" else prompts.system_prompt(prompt_name)
     if spec.source == "task":
         items, excluded = _task_items(spec, n or DEFAULT_TASK_ROWS, seed, prompt_name), 0
+    elif spec.source == "magebench":
+        from lmm_r1 import magebench
+
+        # MageBench's own prompt, whatever the model: the benchmark's protocol (lmm_r1.magebench)
+        items = [Item(scoring="sokoban_global", answer="", question=prompts.MAGEBENCH_GLOBAL_REQUEST, **row)
+                 for row in magebench.load_rows(n, seed)]
+        excluded = 0
     else:
         items, excluded = _hub_items(spec, n, seed, sys_text, protocol_name)
     counts = {"excluded_rows": excluded, "image_errors": sum(i.image_error is not None for i in items)}

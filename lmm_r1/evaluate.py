@@ -200,12 +200,13 @@ def _cli(args: argparse.Namespace) -> int:
 
     from lmm_r1.evalsets import BenchmarkUnavailable
     from lmm_r1.judge import Judge, JudgeUnavailable
+    from lmm_r1.magebench import ScenarioError
 
     benchmarks = [b.strip() for b in args.benchmarks.split(",") if b.strip()]
     judge = Judge(args.judge_url, model=args.judge_model) if args.judge_url else None
     try:
         run = _cli_run(args, benchmarks, judge)
-    except (BenchmarkUnavailable, JudgeUnavailable) as e:  # cli.main reports ValueError/FileNotFoundError itself
+    except (BenchmarkUnavailable, JudgeUnavailable, ScenarioError) as e:  # cli.main reports ValueError itself
         print(f"lmm-r1 eval: error: {e}", file=sys.stderr)
         return 2
     from lmm_r1.report import markdown

@@ -45,6 +45,25 @@ SOKOBAN_USER = (
     "Solve this Sokoban level. Answer with the moves as a comma-separated sequence of Left, Right, Up and Down, "
     "with your reasoning in <think> </think> and the moves in <answer> </answer>."
 )
+# MageBench Sokoban-Global (microsoft/MageBench env/sokoban_env.py SokobanEnv.system_prompt, Flow/GlobalPlanning.py
+# special_prompt_for_task), verbatim: the environment's rules, then the planner's request after the image.
+MAGEBENCH_SOKOBAN_SYSTEM = """You're going to play a game of Sokoban, where the goal is to manipulate the green character to push the yellow box into the target area (an area with a red dot in the center). 
+You'll use text commands to manipulate your character, and here are the action ID and explaination:
+- 'Left': The action character moves to the left, and if there is a box on the left, pushes the box to the left.
+- 'Right': The action character moves to the right, and if there is a box on the right, pushes the box to the right.
+- 'Up': Character moves up, and if there is a box above, pushes the box up.
+- 'Down': The action character moves down, and if there is a box underneath, pushes the box down.
+
+Note: 
+1. It is not possible to push two boxes side by side at the same time from the side-by-side direction.
+2. The red brick pattern is the wall. The game can go into a lose-lose state, for example if you push the box into a corner where the corner is not the target area. In this case, you should restart the game.
+"""  # noqa: E501, W291
+MAGEBENCH_GLOBAL_REQUEST = (
+    "Please analyze and directly output a list of actions to take. \n\nGenerate all actions to fulfill the task at a "
+    "time. Your output should follow this format: ### Analyze\n your analyze.\n### Actions\nA long sequence of "
+    "Left, Right, Up, Down, separate by ','"
+)
+
 # The paper's Sokoban user turn, verbatim (TideDra/lmm-r1@dd143ad examples/scripts/lmm_r1/train_sokoban.sh, its
 # dataset.jsonl example; lmm_r1/sokoban_levels.py writes it into every generated row).
 SOKOBAN_PAPER_USER = (

@@ -173,6 +173,8 @@ def score(benchmark: str, items: Sequence[Item], completions: Sequence[str], *, 
     texts = [rewards.completion_text(c) for c in completions]  # the response a reward judges: stripped
     if any(it.protocol == "fork" for it in items):
         return _score_fork(spec, items, texts, tokenizer=tokenizer, judge=judge, verify_timeout=verify_timeout)
+    if spec.scoring == "sokoban_global":
+        return _score_magebench(spec, items, texts, tokenizer=tokenizer)
     extracted = [extract_answer(t) for t in texts]
     scorer = RULE
     judged_rows = [i for i, (it, t) in enumerate(zip(items, texts)) if it.scoring != "sokoban" and t.strip()
@@ -249,6 +251,19 @@ def _score_fork(spec, items: Sequence[Item], texts: Sequence[str], *, tokenizer,
                               completion=text, completion_tokens=_n_tokens(tokenizer, text),
                               format_ok=rewards.is_strict_format(text), error=error, protocol="fork"))
     return records
+
+
+def _score_magebench(spec, items: Sequence[Item], texts: Sequence[str], *, tokenizer) -> list[Record]:
+    """MageBench Sokoban-Global: ``reward`` is the MageBench score, ``correct`` whether every box was placed."""
+    from lmm_r1 import magebench, rewards
+
+    results = magebench.score_rows([it.meta for it in items], texts)
+    return [Record(benchmark=spec.name, id=it.id, group=None, scoring=it.scoring, scorer="magebench", gold="",
+                   extracted=", ".join(r["actions"]), correct=r["solved"], judged=True, completion=text,
+                   completion_tokens=_n_tokens(tokenizer, text), format_ok=rewards.is_strict_format(text),
+                   reward=round(r["score"], 10), error="no action parsed" if r["parsing_err"] else None,
+                   protocol="magebench")
+            for it, text, r in zip(items, texts, results)]
 
 
 def summarize(records: Sequence[Record], load_counts: dict[str, int] | None = None,

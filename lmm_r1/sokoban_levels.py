@@ -92,10 +92,8 @@ def _gym():
     return gym
 
 
-def make_level(variant: str, seed: int, index: int):
-    """``gym.make(variant); env.reset()`` with the generators seeded: ``(room_state, first frame as PIL)``."""
-    from PIL import Image
-
+def make_env(variant: str, seed: int, index: int):
+    """``gym.make(variant); env.reset()`` with the generators seeded; the unwrapped gym-sokoban environment."""
     gym = _gym()
     s = level_seed(seed, variant, index)
     random.seed(s)
@@ -105,9 +103,17 @@ def make_level(variant: str, seed: int, index: int):
         warnings.simplefilter("ignore")
         env = gym.make(variant)
         env.reset()  # gym-sokoban retries a failed generation itself, drawing on from the same generators
-        room = np.array(env.unwrapped.room_state)
-        frame = Image.fromarray(env.render(mode="rgb_array"))
-        env.close()
+    return env.unwrapped
+
+
+def make_level(variant: str, seed: int, index: int):
+    """The level as the authors saved it: ``(room_state, first frame resized to 640 px high, as PIL)``."""
+    from PIL import Image
+
+    env = make_env(variant, seed, index)
+    room = np.array(env.room_state)
+    frame = Image.fromarray(env.render(mode="rgb_array"))
+    env.close()
     w, h = frame.size
     return room, frame.resize((int(FRAME_HEIGHT / h * w), FRAME_HEIGHT))
 
