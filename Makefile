@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-slow test-browser test-multiprocess browser lab bench gpu-check-prepare clean
+.PHONY: venv demo test test-slow test-browser test-multiprocess test-football browser football lab bench gpu-check-prepare clean
 
 venv: $(STAMP)
 
@@ -40,6 +40,21 @@ browser: venv
 
 test-browser: browser
 	$(PY) -m pytest -m browser
+
+# gfootball 2.10.2 for Football-Online (lmm_r1/football.py): a native build against Debian's SDL2/Boost packages,
+# ~15 min on 2 cores. Its build script imports psutil, so no build isolation; CMake must find this venv's Python
+# (pyenv shims off PATH) and Boost's python3XX. Measured on Debian 12 / Python 3.11 (shared/reviews/gfootball.md).
+FOOTBALL_APT := cmake build-essential libgl1-mesa-dev libegl-dev libsdl2-dev libsdl2-image-dev libsdl2-ttf-dev \
+  libsdl2-gfx-dev libboost-thread-dev libboost-system-dev libboost-filesystem-dev libboost-python-dev
+football: venv
+	@dpkg -s $(FOOTBALL_APT) >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(FOOTBALL_APT))
+	$(PY) -m pip install -q $(FIND_LINKS) wheel psutil==7.2.2 six==1.17.0
+	PATH="$(CURDIR)/$(VENV)/bin:$$(dirname $$(readlink -f $(PY))):/usr/bin:/bin" \
+	  $(PY) -m pip install -q $(FIND_LINKS) --no-build-isolation -e '.[test,football]'
+
+# The Football-Online tests that need the engine (skipped where gfootball is absent).
+test-football: football
+	$(PY) -m pytest tests/test_football.py
 
 # JupyterLab with the kit's kernel, rooted at the repository: open notebooks/ to run, results/<profile>/ to read.
 lab: venv

@@ -126,7 +126,11 @@ _SETS = [
 _MAGEBENCH = [EvalSet(name="sokoban_global", title="Sokoban-Global", source="magebench", modality="image",
                       scoring="sokoban_global", size=182, system_prompt="magebench",
                       notes="MageBench's 182 Sokoban scenarios, global planner; the score is the mean of "
-                            "(best reward - optimal) x 5 + 100")]
+                            "(best reward - optimal) x 5 + 100"),
+              EvalSet(name="football_online", title="Football-Online", source="football", modality="image",
+                      scoring="football_online", size=108, system_prompt="magebench",
+                      notes="MageBench's 108 Football scenarios in gfootball, the online planner (AM 5, OM 1, 10 "
+                            "rounds); the score is the mean shaped reward (lmm_r1.football)")]
 
 
 def _task_sets() -> list[EvalSet]:

@@ -121,6 +121,13 @@ def evaluate_model(model, processor, benchmarks: Sequence[str] = DEFAULT_TASK_SE
     tokenizer = getattr(processor, "tokenizer", processor)
     for b in benchmarks:
         spec = get(b)
+        if spec.source == "football":  # an interactive benchmark: many generations per scenario
+            records = _football(spec, model, processor, llm, n=n, seed=seed, max_new_tokens=max_new_tokens,
+                                temperature=temperature)
+            run.records[b] = records
+            run.summary.append({"model": name, "benchmark": b, "group": "", **summarize(records)})
+            _write_csv(out_dir / "samples" / f"{b}.csv", [asdict(r) for r in records])
+            continue
         items, counts = load_items(b, n=n, seed=seed, system_prompt=system_prompt, protocol_name=protocol)
         fork = any(it.protocol == "fork" for it in items)
         ok = [i for i, it in enumerate(items) if it.image_error is None]  # no image, no generation: scored wrong
@@ -148,6 +155,33 @@ def evaluate_model(model, processor, benchmarks: Sequence[str] = DEFAULT_TASK_SE
     run.metrics = metrics_of(run.summary)
     write_table(run.summary, out_dir / "summary", title=f"Evaluation of {name}")
     return run
+
+
+def _football(spec, model, processor, llm, *, n, seed, max_new_tokens, temperature) -> list[Record]:
+    """Football-Online (lmm_r1.football): the model answers one action at a time inside the real engine."""
+    from lmm_r1 import football, rewards
+    from lmm_r1.generation import generate, vllm_generate
+
+    def respond_for():
+        def respond(messages, images):
+            kwargs = dict(max_new_tokens=max_new_tokens, temperature=temperature, progress=False)
+            if llm is not None:
+                return vllm_generate(llm, processor, [messages], [images], **kwargs)[0]
+            return generate(model, processor, [messages], [images], batch_size=1, **kwargs)[0]
+        return respond
+
+    tokenizer = getattr(processor, "tokenizer", processor)
+    records = []
+    for r in football.evaluate(respond_for, n=n, seed=seed):
+        text = "\n---\n".join(r["answers"])
+        records.append(Record(
+            benchmark=spec.name, id=r["id"], group=None, scoring=spec.scoring, scorer="magebench", gold="",
+            extracted=f"{r['steps']} engine steps", correct=r["goal"], judged=True, completion=text,
+            completion_tokens=sum(len(tokenizer(a, add_special_tokens=False)["input_ids"]) for a in r["answers"]),
+            format_ok=all(rewards.is_strict_format(a) for a in r["answers"]), reward=round(r["score"], 10),
+            error=f"{r['parsing_err']} of {len(r['answers'])} answers had no valid action" if r["parsing_err"] else None,
+            protocol="magebench"))
+    return records
 
 
 def evaluate(model: str | Path, benchmarks: Sequence[str] = DEFAULT_TASK_SETS, *, name: str | None = None,
@@ -200,13 +234,14 @@ def _cli(args: argparse.Namespace) -> int:
 
     from lmm_r1.evalsets import BenchmarkUnavailable
     from lmm_r1.judge import Judge, JudgeUnavailable
+    from lmm_r1.football import FootballUnavailable
     from lmm_r1.magebench import ScenarioError
 
     benchmarks = [b.strip() for b in args.benchmarks.split(",") if b.strip()]
     judge = Judge(args.judge_url, model=args.judge_model) if args.judge_url else None
     try:
         run = _cli_run(args, benchmarks, judge)
-    except (BenchmarkUnavailable, JudgeUnavailable, ScenarioError) as e:  # cli.main reports ValueError itself
+    except (BenchmarkUnavailable, JudgeUnavailable, ScenarioError, FootballUnavailable) as e:  # cli.main: ValueError
         print(f"lmm-r1 eval: error: {e}", file=sys.stderr)
         return 2
     from lmm_r1.report import markdown

@@ -64,6 +64,24 @@ MAGEBENCH_GLOBAL_REQUEST = (
     "Left, Right, Up, Down, separate by ','"
 )
 
+# MageBench Football-Online (env/football_env.py FootballEnv.system_prompt, Flow/Online_HL_FBandSB.py
+# special_prompt_for_task), verbatim.
+MAGEBENCH_FOOTBALL_SYSTEM = """You're going to play a football game. The character you control wears a yellow jersey with a blue name above his head.
+Your goal is to attack the goal on the **right side** according to standard soccer rules. It's your teammates who wear the yellow jersey, and the opponents in the other colors.
+You'll use text commands to manipulate your character. Here are the action ID and explaination:
+
+- 'action_left', 'action_top_left', 'action_top', 'action_top_right', 'action_right', 'action_bottom_right', 'action_bottom', 'action_bottom_left': Run in the direction corresponding to the action ID's name.
+- 'action_long_pass': perform a long pass to the player on your team. Player to pass the ball to is auto-determined based on the movement direction.
+- 'action_high_pass': perform a high pass, similar to action_long_pass.
+- 'action_short_pass': perform a short pass, similar to action_long_pass.
+- 'action_shot': perform a shot, always in the direction of the opponent's goal.
+- 'action_sprint', 'action_release_sprint': start and stop sprinting, sticky action. If sprinting, player moves faster, but has worse ball handling.
+- 'action_dribble', 'action_release_dribble': start and stop dribbling, sticky action. Player moves slower, but it is harder to take over the ball from him.
+
+"""  # noqa: E501
+MAGEBENCH_FOOTBALL_ONLINE = ("You should perform 1 action for each generation, with this format: \n# analyze\nsome "
+                             "analyze\n# action\naction ID\n\nFor example: \n# analyze\n...\n# action\naction_left")
+
 # The paper's Sokoban user turn, verbatim (TideDra/lmm-r1@dd143ad examples/scripts/lmm_r1/train_sokoban.sh, its
 # dataset.jsonl example; lmm_r1/sokoban_levels.py writes it into every generated row).
 SOKOBAN_PAPER_USER = (
