@@ -259,8 +259,8 @@ def _choice_letters_in(text: str) -> dict[str, str]:
 def _mathverse(row, sys_text) -> dict:
     choice = row["question_type"] == "multi-choice"
     img = row.get("image")
-    # The authors' fork prompts with ``question``; Vision-Only rows have none (the question is in the figure), and
-    # their Vision-Only task used ``query_cot`` ("According to the question shown in the image, ..."): so do we.
+    # The kit's rule protocol asks ``question`` (``query_cot`` for Vision-Only rows, which have none). The authors'
+    # fork asked ``query_wo`` for every version (mathverse_testmini*.yaml: query_type query_wo): protocol "fork".
     return dict(id=str(row["sample_index"]), question=row["question"] or row.get("query_cot") or "",
                 image_values=[img] if img not in (None, "") else [], group=row["problem_version"],
                 scoring="choice" if choice else "math", answer=str(row["answer"]).strip(),

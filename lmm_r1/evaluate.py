@@ -312,19 +312,21 @@ class Checkpoint:
     stage: str
     seed: int | None
     path: str
-    system_prompt: bool
+    system_prompt: bool | str
+    """True: the set's own (R1); False: none; or a name ("cot": the fork's baseline prompt)."""
 
 
 def find_checkpoints(stages: Sequence[str], seeds: Sequence[int] = (), *, profile: str,
                      root: str | Path | None = None, base_model: str | None = "tiny",
-                     base_system_prompt: bool = False,
+                     base_system_prompt: bool | str = False,
                      skip_missing: bool = False) -> tuple[list[Checkpoint], list[str]]:
     """The base model plus ``results/<profile>/<stage>_seed<S>/model`` for every stage and seed.
 
     ``seeds`` empty: every seed found on disk. Missing checkpoints raise ``FileNotFoundError`` naming each
     folder and the notebook that writes it, unless ``skip_missing`` (then they are returned as the second
-    value, for the notebook to show). Trained models get the system prompt; the base model gets it only with
-    ``base_system_prompt`` (PAPER.md §7 evaluates the baseline without it).
+    value, for the notebook to show). Trained models get the system prompt; the base model gets
+    ``base_system_prompt``: the authors' fork evaluated Table 1's "Qwen2.5-VL-3B CoT" row with its CoT prompt
+    ("cot", the paper profile's setting); PAPER.md §7's digest says "without a system prompt" (False).
     """
     from lmm_r1.report import stage_and_seed
     from lmm_r1.results import run_dir

@@ -333,3 +333,19 @@ def test_mathvision_geometry_is_the_mean_of_four_columns():
             for g, cs in rows.items() for i, c in enumerate(cs)]
     assert summarize(recs, aggregate="groups")["accuracy"] == pytest.approx((0.5 + 0.25 + 0.25 + 1) / 4)
     assert summarize(recs)["accuracy"] == pytest.approx(4 / 11)  # the row-weighted mean it replaces
+
+
+def test_olympiadbench_prompt_is_the_forks():
+    # en_utils.olympiadbench_doc_to_text, single answer and multiple answers (strings from the fork's source)
+    single = prompts.olympiadbench_user("Find $x$.", "Algebra", "Numerical", False)
+    assert single == ("The following is a question from an International Algebra competition.\nFind $x$.\n"
+                      "The answer of the question should be Numerical.\nPlease calculate the answer according to the "
+                      "given requirements and the information provided. Please use LaTeX format to represent the "
+                      "variables and formulas used in the solution process and results. Please end your solution "
+                      "with \"So the final answer is \\boxed{answer}.\"\n")
+    multi = prompts.olympiadbench_user("Find all $x$.", "Algebra", "Expression", True)
+    assert multi.endswith("The question has multiple answers, each of them should be Expression.\nPlease calculate "
+                          "the answer according to the given requirements and the information provided. Please use "
+                          "LaTeX format to represent the variables and formulas used in the solution process and "
+                          "results. Please end your solution with So the final answer is \\boxed{multiple answers "
+                          "connected with commas}.\n")
