@@ -368,10 +368,23 @@ def _fork_gpqa(row) -> dict:
                 answer=LETTERS[gold_index], scoring="fork", meta={"answer": LETTERS[gold_index], "choices": choices})
 
 
-_FORK_ADAPTERS: dict[str, Callable[[dict], dict]] = {
+def _fork_olympiadbench(row) -> dict | None:
+    if "TP" in str(row.get("source", "")):
+        return None  # theorem proving: the fork only wrote these out as a submission, unscored
+    kind = row.get("answer_type")
+    kind = "proof based" if kind == "Need_human_evaluate" else kind  # en_utils.olympiadbench_doc_to_text
+    multiple = bool(row.get("is_multiple_answer"))  # None counts as False there
+    final = list(row.get("final_answer") or [""])
+    return dict(id=str(row["question_id"]), group=row.get("subfield"), image_values=list(row.get("images") or []),
+                text=prompts.olympiadbench_user(row["question"], row["subfield"], kind, multiple),
+                answer=str(final[0]), scoring="fork", meta={"answer": str(final[0]), "error": row.get("error")})
+
+
+_FORK_ADAPTERS: dict[str, Callable[[dict], dict | None]] = {
     "AI4Math/MathVista": _fork_mathvista, "CaraJ/MathVerse-lmmseval": _fork_mathverse,
     "MathLLMs/MathVision": _fork_mathvision, "Lin-Chen/MMStar": _fork_mmstar,
     "HuggingFaceH4/MATH-500": _fork_math500, "Idavidrein/gpqa": _fork_gpqa,
+    "lmms-lab/OlympiadBench": _fork_olympiadbench,
 }
 
 _ADAPTERS: dict[str, Callable[[dict, str | None], dict | None]] = {
@@ -416,8 +429,10 @@ def item_from_row(spec: EvalSet, row: dict, sys_text: str | None, protocol_name:
                 question=str(row.get("question_for_eval") or text), **fields)
 
 
-def _fork_item(spec: EvalSet, row: dict, sys_text: str | None) -> Item:
+def _fork_item(spec: EvalSet, row: dict, sys_text: str | None) -> Item | None:
     fields = _FORK_ADAPTERS[spec.hub_id](row)
+    if fields is None:
+        return None
     images, error = open_images(fields.pop("image_values"))
     images = [protocol.resize_for_eval(img) for img in images]  # the fork's 1024*1024 pixel cap, not training's
     text = fields.pop("text")

@@ -174,10 +174,12 @@ EVAL_REGISTER: tuple[Departure, ...] = (
         "math-verify 0.9.0's parse/verify for MATH-500",
         "", "0.13.0 rules", "0.13.0 rules", implemented=False),
     Departure(
-        "olympiadbench_judger", "OlympiadBench scoring",
-        f"the benchmark's sympy judger on the text after 'final answer is' ({EVAL_FORK} olympiadbench_evals.py)",
-        "not reproduced yet: math-verify on the whole response (its records say protocol=rule)",
-        "", "rule", "rule", implemented=False),
+        "olympiadbench_parser", "OlympiadBench's LaTeX parser",
+        f"sympy's ANTLR parse_latex, with antlr4 4.11 installed for this benchmark alone ({EVAL_FORK} "
+        "olympiadbench_evals.py, miscs/lmmr1/eval_mm_benchmark.sh)",
+        "the same judger's rules with latex2sympy2_extended's parser (antlr4 4.13, which math-verify needs; sympy's "
+        "parser refuses it): inputs such as \\frac12 without braces may parse differently",
+        "", "latex2sympy2_extended", "latex2sympy2_extended", implemented=False),
 )
 
 

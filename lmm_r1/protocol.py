@@ -30,8 +30,10 @@ What "fork" means, benchmark by benchmark (the file:line behind each rule is in 
 - Images are resized as the fork's wrapper did (``smart_resize`` with ``max_pixels=1024*1024``), separately from
   training's pixel limits; decoding is greedy, 4096 new tokens (multimodal) / 8192 with repetition penalty 1.05
   (text, as ``eval_text_benchmark.sh``).
-- OlympiadBench: the fork's prompt (the kit already used it); its sympy judger is not reproduced yet, so its rows
-  are scored by the kit's rules and say so (``protocol="rule"`` in their records).
+- **OlympiadBench** (test_en, open-ended rows): the fork's prompt (images first); the text after the last
+  "final answer is", quotes, newlines and spaces removed, judged by the benchmark's sympy judger
+  (``verifier.OlympiadJudge``: boxed content, symbol clean-up, comma lists matched in any order, +-, intervals,
+  numbers within the row's ``error`` tolerance, percentages, expressions, equations), in the killable pool.
 
 The fork retried judge calls and scored a failed call as "" (MathVista) or "0" (MathVerse on HTTP 400); here a
 failing judge stops the evaluation (:class:`lmm_r1.judge.JudgeUnavailable`), so no row is silently scored by
@@ -54,7 +56,7 @@ MULTIMODAL_MAX_TOKENS = 4096  # vllm.py create_batch: SamplingParams(temperature
 TEXT_GENERATION = {"max_new_tokens": 8192, "repetition_penalty": 1.05}  # eval_text_benchmark.sh MODEL_ARGS
 # Benchmarks whose fork protocol the kit reproduces (hub ids); others fall back to the rules, labelled "rule".
 FORK_SCORED = ("AI4Math/MathVista", "CaraJ/MathVerse-lmmseval", "MathLLMs/MathVision", "Lin-Chen/MMStar",
-               "HuggingFaceH4/MATH-500", "Idavidrein/gpqa")
+               "HuggingFaceH4/MATH-500", "Idavidrein/gpqa", "lmms-lab/OlympiadBench")
 LETTERS = "ABCDEFGHIJ"
 JUDGED = ("AI4Math/MathVista", "CaraJ/MathVerse-lmmseval", "MathLLMs/MathVision", "Lin-Chen/MMStar")
 
@@ -383,6 +385,12 @@ def mathverse_judgement(text: str) -> bool | None:
     return True if "1" in verdict else False if "0" in verdict else None
 
 
+def olympiad_prediction(text: str) -> str:
+    """en_utils.olympiadbench_process_results: what follows the last "final answer is", squeezed."""
+    pred = text.strip().split("final answer is")[-1]
+    return pred.replace('"', "").replace("\n", "").replace(" ", "").strip(".").strip("。")
+
+
 # LightEval's index extraction (lighteval 0.13.0 metrics/utils/extractive_match_utils.py lazy_indices_regex,
 # English, NativeLetters over 4 choices, try_extract_without_anchor=False), priority order.
 def _gpqa_patterns(n_choices: int = 4) -> list[tuple[re.Pattern, int]]:
@@ -494,6 +502,12 @@ def score_fork(hub_id: str, metas: Sequence[dict], texts: Sequence[str], *, judg
                                   verify_order="lighteval_math")
         return [("", bool(v.correct), v.status in ("ok", "no_extraction"),
                  None if v.status in ("ok", "no_extraction") else f"verifier: {v.status}") for v in verdicts]
+    if hub_id == "lmms-lab/OlympiadBench":
+        preds = [olympiad_prediction(t) for t in texts]
+        golds = [json.dumps([m["answer"], m["error"] if m["error"] is not None else 0]) for m in metas]
+        verdicts = verifier.judge(golds, preds, timeout=timeout, verify_order="olympiadbench_fork")
+        return [(p, bool(v.correct), v.status == "ok", None if v.status == "ok" else f"verifier: {v.status}")
+                for p, v in zip(preds, verdicts)]
     if hub_id == "Idavidrein/gpqa":
         letters = [lighteval_letter(t) for t in texts]
         return [(x or "", x == m["answer"], True, None) for x, m in zip(letters, metas)]

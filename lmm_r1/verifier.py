@@ -54,7 +54,7 @@ from typing import Sequence
 DEFAULT_TIMEOUT = 3.0  # seconds per item: a normal judgement takes milliseconds; a stuck one stalls a step 3 s
 VERIFY_ORDERS = ("gold_first", "upstream")
 # Evaluation-protocol rules (lmm_r1/protocol.py) judged in the same workers: ``verify_order`` names one of them.
-EVAL_RULES = ("mathvision_fork", "lighteval_math")
+EVAL_RULES = ("mathvision_fork", "lighteval_math", "olympiadbench_fork")
 STATUSES = ("ok", "no_extraction", "unparseable_gold", "timeout", "error")
 # Items queued per worker, so it goes on to the next without waiting for the parent to be scheduled (slow on a
 # busy machine). Behind a busy worker at most QUEUE_BYTES are queued: a pipe holds 64 KiB, and a send that does
@@ -207,6 +207,210 @@ def lighteval_math(gold_solution: str, response: str) -> tuple[str, bool | None]
     return "ok", bool(verify(gold, pred, float_rounding=5, timeout_seconds=None))
 
 
+class OlympiadJudge:
+    """The fork's OlympiadBench judger (olympiadbench_evals.py OlympiadBenchEvaluator), rule for rule.
+
+    Its ``parse_latex`` is sympy's ANTLR parser, which needs antlr4 4.11 (the fork's script installed it for this
+    benchmark alone); here latex2sympy2_extended's parser, the same grammar's descendant, reads the LaTeX
+    (fidelity register: eval_latex2sympy). Exceptions are caught exactly where the fork caught them: a precision
+    that is not a number (the rows' ``error`` field as stored) disables the tolerance as it did there.
+    """
+
+    SPECIAL = {"\\left": "", "\\right": "", "∶": ":", "，": ",", "$": "", "\\approx": "=", "\\simeq": "=",
+               "\\sim": "=", "^\\prime": "'", "^{\\prime}": "'", "^\\circ": "", "%": ""}
+
+    def __init__(self):
+        self.pi = self.parse("\\pi")
+        self.precision = 1e-8
+
+    @staticmethod
+    def parse(latex: str):
+        from latex2sympy2_extended import latex2sympy
+
+        return latex2sympy(latex)
+
+    @staticmethod
+    def split_by_comma(expr: str) -> list[str]:
+        depth, out, start = 0, [], 0
+        for i, ch in enumerate(expr):
+            if ch in "([":
+                depth += 1
+            elif ch in ")]":
+                depth -= 1
+            elif ch == "," and depth == 0:
+                out.append(expr[start:i].strip())
+                start = i + 1
+        if start < len(expr):
+            out.append(expr[start:].strip())
+        return out
+
+    @staticmethod
+    def plus_minus(exprs: list[str]) -> list[str]:
+        out = []
+        for e in exprs:
+            out += [e.replace("\\pm", "+"), e.replace("\\pm", "-")] if "\\pm" in e else [e]
+        return out
+
+    def judge(self, expression1: str, expression2: str, precision=1e-8) -> bool:
+        import re
+
+        precision = precision if isinstance(precision, list) else [precision]
+        try:
+            expression1, expression2 = self.preprocess(expression1, expression2)
+        except Exception:
+            return False
+        if expression1 == expression2:
+            return True
+        expression1 = re.sub(r"[\u4e00-\u9fff]+", "", expression1)
+        expression2 = re.sub(r"[\u4e00-\u9fff]+", "", expression2)
+        list1 = self.plus_minus(self.split_by_comma(expression1))
+        list2 = self.plus_minus(self.split_by_comma(expression2))
+        if len(precision) <= 1:
+            precision = precision * len(list1)
+        if len(list1) != len(list2):
+            return False
+        idx = -1
+        while list1:
+            idx = (idx + 1) % len(list1)
+            item1 = list1[idx]
+            self.precision = precision[idx]
+            for item2 in list2:
+                if self.is_equal(item1, item2):
+                    list1.remove(item1)
+                    list2.remove(item2)
+                    precision.remove(self.precision)
+                    break
+            else:
+                return False
+        return True
+
+    @staticmethod
+    def is_interval(expr: str) -> bool:
+        return expr.startswith(("(", "[")) and expr.endswith((")", "]"))
+
+    def is_equal(self, e1: str, e2: str) -> bool:
+        if e1 == e2 and e1 != "" and e2 != "":
+            return True
+        if self.is_interval(e1) and self.is_interval(e2):
+            try:
+                if self.interval_equal(e1, e2):
+                    return True
+            except Exception:
+                return False
+        try:
+            if self.numerical_equal(e1, e2):
+                return True
+        except Exception:
+            pass
+        try:
+            if self.expression_equal(e1, e2) and not ("=" in e1 and "=" in e2):
+                return True
+        except Exception:
+            pass
+        try:
+            if self.equation_equal(e1, e2):
+                return True
+        except Exception:
+            pass
+        return False
+
+    def numerical_equal(self, e1: str, e2: str, include_percentage: bool = True) -> bool:
+        reference, prediction = float(e1), float(e2)
+        candidates = [reference / 100, reference, reference * 100] if include_percentage else [reference]
+        return any(abs(c - prediction) <= self.precision * 1.01 for c in candidates)
+
+    def expression_equal(self, exp1: str, exp2: str) -> bool:
+        import math
+
+        import sympy as sp
+
+        def rhs(e):
+            return (e.split("=")[1] if "=" in e else e).strip()
+
+        s1, s2 = sp.sympify(self.parse(rhs(exp1))), sp.sympify(self.parse(rhs(exp2)))
+        if s1 == s2:
+            return True
+        s1, s2 = s1.subs(self.pi, math.pi), s2.subs(self.pi, math.pi)
+        if s1.has(sp.Symbol) != s2.has(sp.Symbol):
+            return False
+        if not s1.has(sp.Symbol):
+            try:
+                if not (self.can_compute_power(s1) and self.can_compute_power(s2)):
+                    return False
+                return bool(abs(s1.evalf() - s2.evalf()) <= self.precision * 1.01)
+            except Exception:
+                return False
+        try:
+            return bool(abs(sp.simplify(s1 - s2).evalf()) < 1e-3)
+        except Exception:
+            return False
+
+    def equation_equal(self, e1: str, e2: str) -> bool:
+        import sympy as sp
+
+        def simplified(eq):
+            lhs, rhs = eq.split("=")
+            return sp.simplify(self.parse(lhs) - self.parse(rhs))
+
+        a, b = simplified(e1), simplified(e2)
+        d1, d2 = sp.simplify(a / b), sp.simplify(b / a)
+        return bool((d1.is_Integer and d1 != 0) or (d2.is_Integer and d2 != 0))
+
+    def interval_equal(self, e1: str, e2: str) -> bool:
+        def same(i1, i2):
+            if i1[0] != i2[0] or i1[-1] != i2[-1]:
+                return False
+            for a, b in zip(i1.strip("[]()").split(","), i2.strip("[]()").split(",")):
+                if not self.expression_equal(a, b):
+                    return False
+            return True
+
+        if e1 == e2:
+            return True
+        l1, l2 = e1.split("\\cup"), e2.split("\\cup")
+        return len(l1) == len(l2) and all(same(a, b) for a, b in zip(l1, l2))
+
+    def preprocess(self, e1: str, e2: str) -> tuple[str, str]:
+        import re
+
+        def boxed(latex: str) -> str:
+            results = ""
+            for m in re.finditer(r"\\boxed{", latex):
+                start = end = m.end()
+                depth = 1
+                while depth > 0 and end < len(latex):
+                    depth += {"{": 1, "}": -1}.get(latex[end], 0)
+                    end += 1
+                if depth != 0:
+                    raise ValueError("Mismatched braces in LaTeX string.")
+                results += latex[start:end - 1] + ","
+            if results == "":
+                answers = re.findall(r"\$(.*?)\$", latex.strip().split("\n")[-1])
+                results = "".join(a + "," for a in answers) if answers else latex
+            return results
+
+        def special(expr: str) -> str:
+            if "\\in " in expr:
+                expr = expr.split("\\in ")[1]
+            for k, v in self.SPECIAL.items():
+                expr = expr.replace(k, v)
+            expr = expr.strip("\n$,.:;^_=+`!@#$%^&*~，。")
+            return re.sub(r"\\(?:mathrm|mathbf)\{~?([^}]*)\}", r"\1", expr)
+
+        return special(boxed(e1)), special(boxed(e2))
+
+    @staticmethod
+    def can_compute_power(expr) -> bool:
+        import sympy as sp
+
+        if isinstance(expr, sp.Pow):
+            base, exp = expr.as_base_exp()
+            if base.is_number and exp.is_number:
+                return not abs(exp.evalf()) > 1000
+            return False
+        return True
+
+
 def judge_rule(gold: str, prediction: str, rule: str) -> tuple[str, bool | None]:
     """One judgement under ``rule``: a training verify order (``judge_one``) or an evaluation rule."""
     if rule in VERIFY_ORDERS:
@@ -218,6 +422,11 @@ def judge_rule(gold: str, prediction: str, rule: str) -> tuple[str, bool | None]
         return "ok", any(mathvision_is_equal(g, prediction) for g in golds)
     if rule == "lighteval_math":
         return lighteval_math(gold, prediction)
+    if rule == "olympiadbench_fork":
+        import json
+
+        answer, precision = json.loads(gold)  # the fork called judge(prediction, final_answer[0], error or 0)
+        return "ok", OlympiadJudge().judge(prediction, answer, precision)
     raise ValueError(f"unknown rule {rule!r}")
 
 

@@ -349,3 +349,35 @@ def test_olympiadbench_prompt_is_the_forks():
                           "LaTeX format to represent the variables and formulas used in the solution process and "
                           "results. Please end your solution with So the final answer is \\boxed{multiple answers "
                           "connected with commas}.\n")
+
+
+OLYMPIAD = dict(question_id=9, question="Find all real $x$ with $x^2=4$.", subfield="Algebra", answer_type="Numerical",
+                is_multiple_answer=True, final_answer=["2,-2"], error=None, source="OE_MM_maths_en_COMP",
+                images=[_img()])
+
+
+def test_olympiadbench_fork_item_and_scoring():
+    item = _item("olympiadbench", OLYMPIAD)
+    assert item.protocol == "fork" and [p["type"] for p in item.prompt[-1]["content"]] == ["image", "text"]
+    assert _item("olympiadbench", {**OLYMPIAD, "source": "TP_MM_maths_en_COMP"}) is None  # proofs: unscored
+    texts = ["... So the final answer is $\\boxed{-2, 2}$.",        # any order
+             "So the final answer is \\boxed{\\pm 2}.",              # +- expands to both
+             "So the final answer is \\boxed{2}.",                   # one of two
+             "I think the final answer is 4"]
+    recs = score("olympiadbench", [item] * 4, texts)
+    assert [r.correct for r in recs] == [True, True, False, False] and recs[0].scorer == "fork"
+    assert protocol.olympiad_prediction('the final answer is "\\boxed{3}".\n') == "\\boxed{3}"
+
+
+@pytest.mark.parametrize("pred,gold,precision,equal", [
+    ("\\frac{1}{2}", "0.5", 0, True),       # an expression equal to the number
+    ("50", "0.5", 1e-8, True),              # the fork's percentage leniency (on the prediction's side)
+    ("3.14", "\\pi", 0.01, True),           # within the row's tolerance
+    ("3.14", "\\pi", 0, False),             # error None -> 0: exact
+    ("3.14", "\\pi", "1e-2", False),        # a tolerance stored as text disables it, as in the fork
+    ("(1, 3]", "(1,3]", 0, True), ("(1,3)", "[1,3)", 0, False),
+    ("y=2x+1", "2y=4x+2", 0, True),         # equations up to an integer factor
+    ("x^{2}+1", "1+x^2", 0, True),
+])
+def test_olympiad_judge(pred, gold, precision, equal):
+    assert verifier.OlympiadJudge().judge(pred, gold, precision) is equal
