@@ -230,6 +230,11 @@ def mathvista_normalize(extraction: str, choices: Sequence[str], question_type: 
             return choices[options.index(extraction)]
         distances = [edit_distance(extraction, c) for c in choices]
         return choices[distances.index(min(distances))]
+    return _number_as(extraction, answer_type, precision, str(extraction))
+
+
+def _number_as(extraction: str, answer_type: str, precision: Any, other: str | None) -> str | None:
+    """Both normalisers' free-form branch: ints as ints, floats rounded, None when that fails, else ``other``."""
     try:
         if answer_type == "integer":
             return str(int(float(extraction)))
@@ -237,7 +242,7 @@ def mathvista_normalize(extraction: str, choices: Sequence[str], question_type: 
             return str(round(float(extraction), precision))
     except (TypeError, ValueError):
         return None
-    return str(extraction)
+    return other
 
 
 def mathvista_correct(prediction: str | None, answer: Any) -> bool:
@@ -250,14 +255,7 @@ def mathvision_normalize(extraction: str, choices: Sequence[str], question_type:
     if question_type == "multi_choice":
         letter = re.findall(r"\(([a-zA-Z])\)", extraction.strip())
         return letter[0].upper() if letter else None
-    try:
-        if answer_type == "integer":
-            return str(int(float(extraction)))
-        if answer_type == "float":
-            return str(round(float(extraction), precision))
-    except (TypeError, ValueError):
-        return None
-    return extraction
+    return _number_as(extraction, answer_type, precision, extraction)
 
 
 def _strip_string(s: str) -> str:
@@ -433,6 +431,16 @@ def _need_judge(judge, what: str):
     return judge
 
 
+def _extract_rest(judge, hub_id: str, extracted: list, queries: Sequence[str], texts: Sequence[str]) -> None:
+    """Fill the rows no shortcut answered (None) with the judge's extraction (DEMO_PROMPT, temperature 0, 256)."""
+    ask = [i for i, e in enumerate(extracted) if e is None]
+    if ask:
+        found = _need_judge(judge, hub_id).complete_many([extractor_prompt(queries[i], texts[i]) for i in ask],
+                                                         temperature=0.0, max_tokens=256)
+        for i, e in zip(ask, found):
+            extracted[i] = e
+
+
 def score_fork(hub_id: str, metas: Sequence[dict], texts: Sequence[str], *, judge=None,
                timeout: float = 10.0) -> list[tuple[str, bool, bool, str | None]]:
     """``(extracted, correct, judged, error)`` per row, the fork's way for benchmark ``hub_id``.
@@ -445,12 +453,7 @@ def score_fork(hub_id: str, metas: Sequence[dict], texts: Sequence[str], *, judg
     n = len(texts)
     if hub_id == "AI4Math/MathVista":
         extracted = [quick_extraction(t, m["question_type"], m["answer_type"], m["choices"]) for t, m in zip(texts, metas)]
-        ask = [i for i, e in enumerate(extracted) if e is None]
-        if ask:
-            found = _need_judge(judge, hub_id).complete_many(
-                [extractor_prompt(metas[i]["query"], texts[i]) for i in ask], temperature=0.0, max_tokens=256)
-            for i, e in zip(ask, found):
-                extracted[i] = e
+        _extract_rest(judge, hub_id, extracted, [m["query"] for m in metas], texts)
         out = []
         for e, m in zip(extracted, metas):
             pred = mathvista_normalize(e, m["choices"], m["question_type"], m["answer_type"], m["precision"])
@@ -462,12 +465,7 @@ def score_fork(hub_id: str, metas: Sequence[dict], texts: Sequence[str], *, judg
             qtype = "multi_choice" if m["options"] else "free-form"
             atype = "text" if m["options"] else _free_form_type(m["answer"])[0]
             extracted.append(quick_extraction(t, qtype, atype, m["options"]))
-        ask = [i for i, e in enumerate(extracted) if e is None]
-        if ask:
-            found = _need_judge(judge, hub_id).complete_many(
-                [extractor_prompt(metas[i]["extract_query"], texts[i]) for i in ask], temperature=0.0, max_tokens=256)
-            for i, e in zip(ask, found):
-                extracted[i] = e
+        _extract_rest(judge, hub_id, extracted, [m["extract_query"] for m in metas], texts)
         answers = [mathvision_model_answer(e, m["options"], m["answer"]) for e, m in zip(extracted, metas)]
         verdicts = verifier.judge([mathvision_golds(m["answer"], m["options"]) for m in metas], answers,
                                   timeout=timeout, verify_order="mathvision_fork")

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import csv
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from judge_stub import Stub
 
 from lmm_r1.evalsets import BenchmarkUnavailable, Item, get, load_items
 from lmm_r1.evaluate import resolve_model
@@ -164,40 +163,9 @@ def test_folder_without_a_model_is_a_clear_error(tmp_path):
 
 # the optional LLM judge, against a real HTTP endpoint on localhost
 
-class _Server:
+def _Server(answer: str, model: str = "judge-model") -> Stub:
     """An OpenAI-compatible endpoint that 'extracts' a fixed answer and keeps the prompts it was sent."""
-
-    def __init__(self, answer: str, model: str = "judge-model"):
-        self.prompts: list[str] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _send(self, body):
-                data = json.dumps(body).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self):
-                self._send({"data": [{"id": model}]})
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                outer.prompts.append(body["messages"][0]["content"])
-                self._send({"choices": [{"message": {"content": f"Extracted answer: {answer}"}}]})
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    return Stub(lambda prompt, payload: f"Extracted answer: {answer}", model=model)
 
 
 @pytest.fixture

@@ -7,11 +7,8 @@ local OpenAI-compatible stub server that the tests start, since no model runs he
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
+from judge_stub import Stub
 from PIL import Image
 
 from lmm_r1 import evalsets, prompts, protocol, verifier
@@ -31,48 +28,13 @@ def _user_text(item):
     return "".join(p.get("text", "<IMG>") for p in item.prompt[-1]["content"])
 
 
-class Stub:
-    """An OpenAI-compatible chat server whose replies come from ``reply(prompt, payload)``; requests are kept."""
-
-    def __init__(self, reply):
-        self.reply, self.requests = reply, []
-        stub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def _send(self, obj):
-                body = json.dumps(obj).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_GET(self):
-                self._send({"data": [{"id": "gpt-3.5-turbo"}]})
-
-            def do_POST(self):
-                payload = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                stub.requests.append(payload)
-                text = stub.reply(payload["messages"][0]["content"], payload)
-                self._send({"choices": [{"message": {"role": "assistant", "content": text}}]})
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.judge = Judge(f"http://127.0.0.1:{self.server.server_port}/v1", model="gpt-3.5-turbo", workers=2)
-
-    def close(self):
-        self.server.shutdown()
-
-
 @pytest.fixture
 def stub():
     made = []
 
     def make(reply):
         made.append(Stub(reply))
+        made[-1].judge = Judge(made[-1].url, model="gpt-3.5-turbo", workers=2)
         return made[-1]
 
     yield make
@@ -264,7 +226,8 @@ def test_mathverse_two_step_protocol(stub):
     cut = " ".join(long.split(" ")[-30:])
     assert extract["messages"][0]["content"].endswith(f"Model response: '{cut}'\nExtracted Answer: ")
     assert "w9 " not in extract["messages"][0]["content"].split("7.")[-1]  # only the last 30 words were sent
-    judge = [p for p in s.requests if p["max_tokens"] == 8][0]
+    judge = next(p for p in s.requests if p["max_tokens"] == 8  # sent concurrently: find the gold-B row's
+                 and "[Standard Answer]: B\n[Model_answer]" in p["messages"][0]["content"])
     assert judge["temperature"] == 0.6 and judge["guided_choice"] == ["0", "1"]
     assert judge["structured_outputs"] == {"choice": ["0", "1"]}
     assert "[Question]: Find x.\n[Standard Answer]: B\n[Model_answer] : B\nJudgement:" in judge["messages"][0]["content"]
