@@ -174,6 +174,19 @@ EVAL_REGISTER: tuple[Departure, ...] = (
         "math-verify 0.9.0's parse/verify for MATH-500",
         "", "0.13.0 rules", "0.13.0 rules", implemented=False),
     Departure(
+        "magebench_sampling", "MageBench decoding",
+        "main.py defaults: temperature 0.1, top_p 0.95, frequency_penalty 1.0, 4000 tokens (the paper does not say "
+        "what it used for Table 3)",
+        "greedy decoding with the run's --max-new-tokens, as for every other benchmark",
+        "", "greedy", "greedy", implemented=False),
+    Departure(
+        "football_frames", "Football frames",
+        "gfootball's frames through MageBench's HARDCODE_IMAGE_AUGMENTATION (brightness 1.5, contrast 0.6, "
+        "brightness 1.2), which its comment says compensates GL stacks with colour problems",
+        "Mesa's 8-bit EGL configs (allow_rgb10_configs=false: true colours on llvmpipe) and no augmentation; "
+        "lmm_r1.football.FootballGame(augment_frames=True) applies MageBench's",
+        "", "no augmentation", "no augmentation"),
+    Departure(
         "olympiadbench_parser", "OlympiadBench's LaTeX parser",
         f"sympy's ANTLR parse_latex, with antlr4 4.11 installed for this benchmark alone ({EVAL_FORK} "
         "olympiadbench_evals.py, miscs/lmmr1/eval_mm_benchmark.sh)",
