@@ -284,6 +284,13 @@ def test_cli_runs_and_prints_the_summary(random_tiny_model, tmp_path, capsys):
     record = json.loads((tmp_path / "tiny" / "evaluation" / "rand" / "metrics.json").read_text())
     assert record["config"]["benchmarks"] == ["arith", "sokoban"] and record["config"]["max_new_tokens"] == 8
     assert record["metrics"]["eval/arith/accuracy"] == 0.0
+    # the evaluation departures (fidelity register) are in the record; the offline tasks were scored by rules
+    from lmm_r1.fidelity import EVAL_REGISTER
+
+    assert [e["key"] for e in record["config"]["fidelity"]] == [e.key for e in EVAL_REGISTER]
+    assert record["config"]["protocol"] == "fork"
+    summary = (tmp_path / "tiny" / "evaluation" / "rand" / "summary.csv").read_text()
+    assert ",rule," in summary and ",fork," not in summary
 
 
 @pytest.mark.parametrize("value, error", [
