@@ -441,9 +441,22 @@ def vllm_serve_command(cfg: StageConfig, model: str | None = None, gpus: str = "
 # A whole run: build, train (or resume), save, record.
 
 def _last_checkpoint(folder: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
+    """The newest *complete* checkpoint: its ``trainer_state.json`` (transformers writes it last, not atomically)
+    parses. A process killed while saving leaves a torn newest folder; resuming skips it, as a restarted job must."""
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    if not folder.is_dir():
+        return None
+    steps = sorted((int(p.name.rsplit("-", 1)[1]), p) for p in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*")
+                   if p.is_dir() and p.name.rsplit("-", 1)[1].isdigit())
+    for _, path in reversed(steps):
+        try:
+            json.loads((path / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            print(f"[lmm-r1] {path} is incomplete (killed while saving?): not resuming from it", file=sys.stderr)
+            continue
+        return str(path)
+    return None
 
 
 def _config_json(cfg: StageConfig) -> dict[str, Any]:

@@ -38,7 +38,12 @@ def _run(cmd: list[str], timeout: float = 300) -> None:
 
 
 def _checkpoint_done(folder: Path, step: int) -> bool:
-    return (folder / f"checkpoint-{step}" / "trainer_state.json").is_file()
+    # trainer_state.json is written last, and not atomically: done when it parses (else a kill can tear it)
+    try:
+        json.loads((folder / f"checkpoint-{step}" / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 @pytest.mark.skipif(not TORCHRUN.is_file(), reason="torchrun not found beside the interpreter")

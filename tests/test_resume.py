@@ -58,3 +58,19 @@ def test_truncate_after_repairs_a_torn_line(tmp_path):
     path.write_text('{"step": 1}\n{"step": 2}\n{"step": 3}\n{"ste')  # killed mid-write
     assert truncate_after(path, 2) == 1
     assert path.read_text() == '{"step": 1}\n{"step": 2}\n'
+
+
+def test_a_checkpoint_torn_by_a_kill_is_skipped(tmp_path, capsys):
+    """transformers writes trainer_state.json last and not atomically: a process killed while saving leaves the
+    newest checkpoint without a readable state, and a resume must take the one before it (or start fresh)."""
+    from lmm_r1.grpo import _last_checkpoint
+
+    for step, state in [(2, '{"global_step": 2}'), (4, '{"global_step": 4}'), (6, "")]:
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
+    (tmp_path / "checkpoint-8").mkdir()  # killed before its state was written at all
+    assert _last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-4")
+    assert "checkpoint-6 is incomplete" in capsys.readouterr().err
+    (tmp_path / "checkpoint-4" / "trainer_state.json").write_text('{"global_st')  # torn mid-write
+    assert _last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
+    assert _last_checkpoint(tmp_path / "none") is None
