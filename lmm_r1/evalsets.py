@@ -241,7 +241,7 @@ LETTERS = "ABCDEFGHIJ"
 def _mathvista(row, sys_text) -> dict:
     choices = list(row.get("choices") or [])
     out = dict(id=str(row["pid"]), question=row["query"], image_values=[row["decoded_image"] or row["image"]],
-               group=row.get("metadata", {}).get("task") if isinstance(row.get("metadata"), dict) else None)
+               group=_mathvista_task(row))
     if row["question_type"] == "multi_choice" and choices:
         out.update(scoring="choice", choices=dict(zip(LETTERS, choices)),
                    answer=LETTERS[choices.index(row["answer"])] if row["answer"] in choices else row["answer"])

@@ -22,7 +22,7 @@ import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 from lmm_r1.evalsets import get, load_items
 from lmm_r1.scoring import RULE, Record, metrics_of, score, summarize

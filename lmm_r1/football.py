@@ -35,18 +35,17 @@ the ``# action`` part. MageBench's scenario files are not shipped (108 Python fi
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import tempfile
 from copy import deepcopy
-from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from lmm_r1 import prompts
+from lmm_r1.magebench import ENV_VAR, listed_scenarios, resize, resources_root  # noqa: F401 (ENV_VAR: for callers)
 
 ACTIONS = {  # env/football_env.py FootballAction.tocode (gfootball's full action set)
     "action_idle": 0, "action_left": 1, "action_top_left": 2, "action_top": 3, "action_top_right": 4,
@@ -63,11 +62,9 @@ PLAYABLE = ("action_left", "action_top_left", "action_top", "action_top_right", 
 NSTEPS = 400
 MAX_AUTO_STEPS = 10
 MOVE_MIN_DISTANCE = 0.01
-RESOLUTION = 256
 # The paper's Football-Online setting: action memory 5, observation memory 1 (MageBench's --max_memory, --max_image;
 # its README calls the first --max_actions, which the online flow never reads), 10 generations (--max_loop).
 MAX_MEMORY, MAX_IMAGE, MAX_LOOP = 5, 1, 10
-ENV_VAR = "LMM_R1_MAGEBENCH"
 
 
 class FootballUnavailable(RuntimeError):
@@ -85,10 +82,7 @@ def require_gfootball():
 
 
 def scenario_list(root: Path | None = None) -> list[str]:
-    path = root / "Football_all.json" if root else None
-    listed = json.loads(path.read_text()) if path and path.is_file() else json.loads(
-        resources.files("lmm_r1").joinpath("resources/magebench/Football_all.json").read_text())
-    return [Path(p).stem for p in listed]
+    return listed_scenarios("Football", root)
 
 
 def _config(path: str, values: dict):
@@ -136,15 +130,6 @@ def augment(image):
     return ImageEnhance.Brightness(image).enhance(1.2)
 
 
-def resize(image, max_size: int = RESOLUTION):
-    """MageBench img_utils.resize_image: the longer side to ``max_size``, LANCZOS."""
-    from PIL import Image
-
-    w, h = image.size
-    scale = max_size / float(w if w > h else h)
-    return image.resize((int(w * scale), int(h * scale)), Image.LANCZOS)
-
-
 class FootballGame:
     """One scenario played as MageBench's FootballEnv plays it (adaptive rendering, shaped reward)."""
 
@@ -153,7 +138,6 @@ class FootballGame:
         import warnings
 
         from gfootball.env import football_env
-        from PIL import Image
 
         values = {"action_set": "full", "dump_full_episodes": True, "players": ["agent:left_players=1"],
                   "real_time": False, "level": str(scenario_path),
@@ -425,11 +409,7 @@ def play_online(game: FootballGame, respond: Callable[[list[dict], list[Any]], s
 
 
 def scenarios_root() -> Path:
-    value = os.environ.get(ENV_VAR)
-    if not value or not (Path(value) / "Football").is_dir():
-        raise FootballUnavailable(f"MageBench's Football scenarios are not shipped with the kit: set {ENV_VAR} to a "
-                                  "copy of MageBench's resources/ folder (it holds Football/R*_*.py)")
-    return Path(value)
+    return resources_root("Football", FootballUnavailable, holds="R*_*.py")
 
 
 def evaluate(respond_for: Callable[[], Callable], n: int | None = None, seed: int = 0,

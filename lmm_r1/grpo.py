@@ -443,15 +443,13 @@ def vllm_serve_command(cfg: StageConfig, model: str | None = None, gpus: str = "
 def _last_checkpoint(folder: Path) -> str | None:
     """The newest *complete* checkpoint: its ``trainer_state.json`` (transformers writes it last, not atomically)
     parses. A process killed while saving leaves a torn newest folder; resuming skips it, as a restarted job must."""
-    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+    from transformers.trainer_utils import sort_checkpoints
 
     if not folder.is_dir():
         return None
-    steps = sorted((int(p.name.rsplit("-", 1)[1]), p) for p in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*")
-                   if p.is_dir() and p.name.rsplit("-", 1)[1].isdigit())
-    for _, path in reversed(steps):
+    for path in reversed(sort_checkpoints(str(folder))):  # newest first
         try:
-            json.loads((path / "trainer_state.json").read_text())
+            json.loads((Path(path) / "trainer_state.json").read_text())
         except (OSError, ValueError):
             print(f"[lmm-r1] {path} is incomplete (killed while saving?): not resuming from it", file=sys.stderr)
             continue

@@ -102,19 +102,19 @@ class Judge:
             return list(pool.map(lambda p: self.complete(p, **kwargs), prompts))
 
     def extract(self, question: str, response: str) -> str:
-        """The final answer the judge reads in ``response`` ("" for "null")."""
-        payload = {"model": self.model, "temperature": 0.0, "max_tokens": self.max_tokens,
-                   "messages": [{"role": "user",
-                                 "content": prompts.JUDGE_EXTRACT_PROMPT.format(question=question,
-                                                                                response=response)}]}
-        out = self._request("/chat/completions", payload)
-        try:
-            text = out["choices"][0]["message"]["content"] or ""
-        except (KeyError, IndexError, TypeError):
-            raise JudgeUnavailable(f"LLM judge at {self.base_url} returned no chat completion: {out!r:.300}") from None
-        text = text.strip().removeprefix("Extracted answer:").strip()
-        return "" if text.lower() == "null" else text
+        """The final answer the judge reads in ``response`` ("" for "null"): the rule protocol's short extractor."""
+        return self._answer(self.complete(self._extract_prompt(question, response), max_tokens=self.max_tokens))
 
     def extract_many(self, questions: list[str], responses: list[str]) -> list[str]:
-        with ThreadPoolExecutor(max_workers=self.workers) as pool:
-            return list(pool.map(self.extract, questions, responses))
+        texts = self.complete_many([self._extract_prompt(q, r) for q, r in zip(questions, responses)],
+                                   max_tokens=self.max_tokens)
+        return [self._answer(t) for t in texts]
+
+    @staticmethod
+    def _extract_prompt(question: str, response: str) -> str:
+        return prompts.JUDGE_EXTRACT_PROMPT.format(question=question, response=response)
+
+    @staticmethod
+    def _answer(text: str) -> str:
+        text = text.removeprefix("Extracted answer:").strip()
+        return "" if text.lower() == "null" else text

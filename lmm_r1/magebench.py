@@ -55,11 +55,16 @@ def _shipped(name: str):
     return json.loads(resources.files("lmm_r1").joinpath("resources/magebench", name).read_text())
 
 
-def scenario_list(root: Path | None = None) -> list[str]:
-    """Scenario names in MageBench's order (``Sokoban_all.json``; the one under ``root`` wins if present)."""
-    path = root / "Sokoban_all.json" if root else None
-    listed = json.loads(path.read_text()) if path and path.is_file() else _shipped("Sokoban_all.json")
+def listed_scenarios(env: str, root: Path | None = None) -> list[str]:
+    """Scenario names of ``env`` ("Sokoban", "Football") in MageBench's order (``<env>_all.json``; the one under
+    ``root`` wins if present)."""
+    path = root / f"{env}_all.json" if root else None
+    listed = json.loads(path.read_text()) if path and path.is_file() else _shipped(f"{env}_all.json")
     return [Path(p).stem for p in listed]
+
+
+def scenario_list(root: Path | None = None) -> list[str]:
+    return listed_scenarios("Sokoban", root)
 
 
 def upper_bounds(root: Path | None = None) -> dict[str, float]:
@@ -70,16 +75,21 @@ def upper_bounds(root: Path | None = None) -> dict[str, float]:
     return {name: float(entry["reward"]) for name, entry in table.items()}
 
 
-def scenarios_root() -> Path:
+def resources_root(env: str = "Sokoban", error: type[Exception] = None, holds: str = "<i>-<variant>.pkl") -> Path:
+    """``$LMM_R1_MAGEBENCH``, a copy of MageBench's ``resources/`` with an ``<env>/`` folder, or ``error``."""
+    error = error or ScenarioError
     value = os.environ.get(ENV_VAR)
     if not value:
-        raise ScenarioError(f"MageBench's Sokoban scenarios are not shipped with the kit: set {ENV_VAR} to a copy of "
-                            "MageBench's resources/ folder (it holds Sokoban/<i>-<variant>.pkl, from "
-                            "github.com/microsoft/MageBench)")
+        raise error(f"MageBench's {env} scenarios are not shipped with the kit: set {ENV_VAR} to a copy of "
+                    f"MageBench's resources/ folder (it holds {env}/{holds}, from github.com/microsoft/MageBench)")
     root = Path(value)
-    if not (root / "Sokoban").is_dir():
-        raise ScenarioError(f"{ENV_VAR}={root} has no Sokoban/ folder of scenario pickles")
+    if not (root / env).is_dir():
+        raise error(f"{ENV_VAR}={root} has no {env}/ folder of scenarios")
     return root
+
+
+def scenarios_root() -> Path:
+    return resources_root("Sokoban")
 
 
 # ---- loading a scenario ----
@@ -120,10 +130,16 @@ def first_frame(env):
     """The scenario's image as MageBench sends it: the rendered frame, longer side 256 px (img_utils.resize_image)."""
     from PIL import Image
 
-    img = Image.fromarray(env.render("rgb_array"))
-    w, h = img.size
-    scale = RESOLUTION / float(max(w, h))
-    return img.resize((int(w * scale), int(h * scale)), Image.LANCZOS)
+    return resize(Image.fromarray(env.render("rgb_array")))
+
+
+def resize(image, max_size: int = RESOLUTION):
+    """MageBench img_utils.resize_image: the longer side to ``max_size``, LANCZOS (both environments use it)."""
+    from PIL import Image
+
+    w, h = image.size
+    scale = max_size / float(w if w > h else h)
+    return image.resize((int(w * scale), int(h * scale)), Image.LANCZOS)
 
 
 # ---- the answer, the play, the score ----

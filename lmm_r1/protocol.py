@@ -52,11 +52,7 @@ from lmm_r1 import prompts
 PROTOCOLS = ("fork", "rule")
 EVAL_MAX_PIXELS = 1024 * 1024  # lmms_eval/models/vllm.py resize_image: qwen_vl_utils.smart_resize(max_pixels=1024*1024)
 TRUNK_WORDS = 30  # mathverse.yaml metadata.trunk_response
-MULTIMODAL_MAX_TOKENS = 4096  # vllm.py create_batch: SamplingParams(temperature=0, max_tokens=4096)
 TEXT_GENERATION = {"max_new_tokens": 8192, "repetition_penalty": 1.05}  # eval_text_benchmark.sh MODEL_ARGS
-# Benchmarks whose fork protocol the kit reproduces (hub ids); others fall back to the rules, labelled "rule".
-FORK_SCORED = ("AI4Math/MathVista", "CaraJ/MathVerse-lmmseval", "MathLLMs/MathVision", "Lin-Chen/MMStar",
-               "HuggingFaceH4/MATH-500", "Idavidrein/gpqa", "lmms-lab/OlympiadBench")
 LETTERS = "ABCDEFGHIJ"
 JUDGED = ("AI4Math/MathVista", "CaraJ/MathVerse-lmmseval", "MathLLMs/MathVision", "Lin-Chen/MMStar")
 
@@ -472,8 +468,10 @@ def score_fork(hub_id: str, metas: Sequence[dict], texts: Sequence[str], *, judg
         return [(a, bool(v.correct), v.status == "ok", None if v.status == "ok" else f"verifier: {v.status}")
                 for a, v in zip(answers, verdicts)]
     if hub_id == "CaraJ/MathVerse-lmmseval":
+        from lmm_r1.judge import last_words
+
         j = _need_judge(judge, hub_id)
-        cut = [" ".join(t.split(" ")[-TRUNK_WORDS:]) for t in texts]
+        cut = [last_words(t, TRUNK_WORDS) for t in texts]
         extracted = [""] * n
         ask = [i for i, c in enumerate(cut) if c]  # extract_answer("") is "" without a call
         for i, e in zip(ask, j.complete_many([mathverse_extract_prompt(cut[i]) for i in ask], temperature=0.0,

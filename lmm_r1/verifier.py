@@ -155,12 +155,16 @@ def _number(latex: str):
 
     The string evaluated is sympy's printout of a parsed expression, not the model's text, and it is evaluated
     with no builtins in a killable, memory-capped worker; ints stay ints (``2*3`` -> 6), as in the fork."""
-    import math
-
     from latex2sympy2_extended import latex2sympy
 
-    scope = {k: getattr(math, k) for k in dir(math) if not k.startswith("_")}
-    return eval(str(latex2sympy(latex)), {"__builtins__": {}}, scope)  # noqa: S307 - see the docstring
+    return eval(str(latex2sympy(latex)), {"__builtins__": {}}, _math_scope())  # noqa: S307 - see the docstring
+
+
+@functools.cache
+def _math_scope() -> dict:
+    import math
+
+    return {k: getattr(math, k) for k in dir(math) if not k.startswith("_")}
 
 
 def _eval_tuple(s: str) -> str:
