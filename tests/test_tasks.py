@@ -163,6 +163,31 @@ def test_geometry_drawings_vary_but_problems_stay_in_their_split():
     assert plain.tobytes() != turned.tobytes()
 
 
+def test_a_diagram_does_not_depend_on_what_was_drawn_before_or_on_the_thread():
+    # render() reuses one canvas per thread and empties it after each diagram: the pixels of a diagram must be
+    # those of a first render, whatever came before (a dashed height, other labels) and on a new thread
+    import threading
+
+    import numpy as np
+
+    angle = {"kind": "angle", "shape": "triangle", "a": 40, "b": 60, "c": None,
+             "style": {"mirror": False, "rotation": 0, "fill": 0}}
+    height = {"kind": "height", "shape": "parallelogram", "a": 4, "b": 5, "c": None,
+              "style": {"mirror": True, "rotation": 3, "fill": 1}}
+    first = np.asarray(geometry.render(angle))
+    assert not np.array_equal(first, np.asarray(geometry.render(height)))
+    assert np.array_equal(first, np.asarray(geometry.render(angle)))
+    other = []
+    t = threading.Thread(target=lambda: other.append(np.asarray(geometry.render(angle))))
+    t.start()
+    t.join()
+    assert np.array_equal(first, other[0])
+    # one drawing: the white background plus the figure's fill, the black outline and the labels
+    colours = {tuple(c) for c in first.reshape(-1, 3)}
+    assert (255, 255, 255) in colours and (0, 0, 0) in colours
+    assert tuple(round(255 * v) for v in geometry.FILLS[0]) in colours
+
+
 def test_percept_image_shows_the_operands_and_the_text_does_not():
     ds = percept.make_dataset("train", 20, seed=0)
     for row in ds:

@@ -119,6 +119,14 @@ def _features(ds):
                               "images": datasets.List(datasets.Image())})
 
 
+def _encoded_images(ds) -> list:
+    """The rows' images as the dataset stores them (PNG bytes), or an empty list per text row: passed on as they
+    are, they are neither decoded nor encoded again (thousands of rows a phase)."""
+    if "images" not in ds.column_names:
+        return [[] for _ in range(len(ds))]
+    return ds.with_format("arrow")["images"].to_pylist()  # [{"bytes": ..., "path": None}, ...] per row
+
+
 def phase_rows(phase: Phase, seed: int = 0):
     """The data of a phase: every task's train split with its gold completion, shuffled, one dataset; the gold
     answers per task (for the constant-answer baselines); and what each row got, per task (``styles``: counts of
@@ -154,8 +162,7 @@ def phase_rows(phase: Phase, seed: int = 0):
             prompt = row["prompt"]
             prompts.append(prompt[1:] if i in bare and prompt[0]["role"] == "system" else prompt)
         styles[name] = {"worked": n - n_direct, "direct": n_direct, "slipped": n_slip, "no_system": n_bare}
-        columns = {"prompt": prompts, "completion": completions,
-                   "images": ds["images"] if "images" in ds.column_names else [[] for _ in range(len(ds))]}
+        columns = {"prompt": prompts, "completion": completions, "images": _encoded_images(ds)}
         parts.append(datasets.Dataset.from_dict(columns, features=_features(ds)))
     return datasets.concatenate_datasets(parts).shuffle(seed=seed), answers, styles
 
