@@ -345,13 +345,57 @@ def stage_metrics(scores: Iterable[dict]) -> dict[str, float]:
     return out
 
 
+# The paper's numbers for each comparison the toy replication makes, keyed by the claim texts notebooks 02-03
+# write: (benchmark, reference model, arm model) in results/paper_reference.csv (PAPER.md §7, checked verbatim by
+# tests/test_report.py), or a text where the CSV has no such row. The toy's rows stand beside these, not for them.
+PAPER_COMPARISONS: dict[str, tuple[str, str, str] | str] = {
+    "FRE-Text raises text accuracy": ("text_avg", "baseline", "fre_text"),
+    "text RL grows responses": "§7: ~600 -> ~800 tokens",
+    "FRE-Text raises image accuracy without an image": ("mm_avg", "baseline", "fre_text"),
+    "FRE-Multi helps the image task more than FRE-Text": ("mm_avg", "fre_text", "fre_multi"),
+    "FRE-Multi is worse on text than FRE-Text": ("text_avg", "fre_multi", "fre_text"),
+    "MGT on percept raises image accuracy over FRE-Text": ("mm_avg", "fre_text", "mgt_percereason"),
+    "FRE -> MGT beats Direct-RL on percept at the same budget": "no Direct-RL arm for PerceReason",
+    "MGT on geometry raises image accuracy over FRE-Text": ("mathvision_geometry", "fre_text", "mgt_geo"),
+    "FRE -> MGT beats Direct-RL on geometry at the same budget": ("mathvision_geometry", "direct_rl_geo", "mgt_geo"),
+    "MGT on sokoban raises image accuracy over FRE-Text": ("sokoban_global", "fre_text", "mgt_sokoban"),
+    "FRE -> MGT beats Direct-RL on sokoban at the same budget": ("sokoban_global", "direct_rl_sokoban", "mgt_sokoban"),
+}
+
+
+def paper_figure(claim: str, rows: list[dict] | None = None) -> str:
+    """What the paper measured for a toy claim: ``"Table 1, MM Avg: 36.12 -> 39.35"`` (reference -> arm, as
+    printed), or ``""`` for a claim the paper does not make (a continuation row of the claim above)."""
+    spec = PAPER_COMPARISONS.get(claim, "")
+    if isinstance(spec, str):
+        return spec
+    benchmark, reference, arm = spec
+    rows = rows or paper_reference()
+    found = {r["model_key"]: r for r in rows if r["benchmark"] == benchmark and r["model_key"] in (reference, arm)}
+    if set(found) != {reference, arm}:
+        raise ValueError(f"claim {claim!r}: results/paper_reference.csv lacks {benchmark} for "
+                         f"{sorted({reference, arm} - set(found))}")
+    ref_note, arm_note = found[reference].get("note") or "", found[arm].get("note") or ""
+    shared = ref_note if ref_note == arm_note else ""  # one note for both values goes at the end, once
+
+    def value(key, note):
+        return found[key]["printed"] + (f" ({note})" if note and not shared else "")
+
+    return (f"Table {found[arm]['table']}, {found[arm]['column']}: {value(reference, ref_note)} -> "
+            f"{value(arm, arm_note)}" + (f" ({shared})" if shared else ""))
+
+
+TIE = 1e-9  # differences below this are ties (the values are accuracies, token counts, rewards)
+
+
 def claim(claim: str, measure: str, arm: Sequence[float], reference: Sequence[float] | float, *,
-          arm_label: str, reference_label: str, digits: int = 3) -> dict[str, Any]:
+          arm_label: str, reference_label: str, digits: int = 3, paper: str | None = None) -> dict[str, Any]:
     """One paper comparison at toy scale, whatever it shows: ``arm`` (one value per training seed) against
     ``reference`` (one value per seed, paired by seed, or a single number such as the base model's).
 
     The verdict is plain: "yes, every seed" when the arm is ahead on every seed, "not clearly: k of n seeds" when
-    it is ahead on average but not on every seed, "no" otherwise. Ties count as not ahead.
+    it is ahead on average but not on every seed, "no" otherwise. Ties count as not ahead. ``paper``: what the
+    paper measured for the claim (default: ``paper_figure(claim)``).
     """
     arm = [float(v) for v in arm]
     refs = [float(v) for v in reference] if isinstance(reference, Sequence) else [float(reference)] * len(arm)
@@ -359,11 +403,13 @@ def claim(claim: str, measure: str, arm: Sequence[float], reference: Sequence[fl
         raise ValueError(f"{claim!r}: {len(arm)} arm values against {len(refs)} reference values")
     deltas = [a - r for a, r in zip(arm, refs)]
     m, sd = mean_sd(deltas)
-    wins = sum(d > 0 for d in deltas)
-    verdict = "yes, every seed" if wins == len(deltas) else f"not clearly: {wins} of {len(deltas)} seeds" if m > 0 \
+    # ahead means ahead by more than float noise: 0.4 - 0.3 and 0.4 - 0.5 average to +3e-17, a tie
+    wins = sum(d > TIE for d in deltas)
+    verdict = "yes, every seed" if wins == len(deltas) else f"not clearly: {wins} of {len(deltas)} seeds" if m > TIE \
         else "no"
     ref_m = mean_sd(refs)[0]
-    return {"claim": claim, "measure": measure, "arm": arm_label, "reference": reference_label,
+    return {"claim": claim, "paper": paper_figure(claim) if paper is None else paper,
+            "measure": measure, "arm": arm_label, "reference": reference_label,
             "reference value": round(ref_m, digits), "arm value": f"{mean_sd(arm)[0]:.{digits}f} ± {mean_sd(arm)[1]:.{digits}f}",
             "change": f"{m:+.{digits}f} ± {sd:.{digits}f}",
             "per seed": ", ".join(f"{d:+.{digits}f}" for d in deltas), "verdict": verdict}

@@ -230,3 +230,28 @@ def test_markdown_cells_render_as_written():
     assert header == "| a\\|b | c | d |"  # a pipe in a column name no longer splits the header
     # tags and dollars are escaped outside code spans (the sanitizer and MathJax would eat them), kept inside
     assert row == "| missing &lt;think&gt; | ✓ `<answer> $2$ \\| x </answer>` | costs \\$5 |"
+
+
+def test_claim_verdicts_and_the_paper_figure_beside_them():
+    from lmm_r1.report import claim, paper_figure, paper_reference
+
+    kw = dict(arm_label="FRE-Text", reference_label="base")
+    every = claim("FRE-Text raises text accuracy", "arith accuracy, greedy", [0.5, 0.6, 0.7], 0.4, **kw)
+    assert every["verdict"] == "yes, every seed"
+    assert every["change"] == "+0.200 ± 0.100" and every["per seed"] == "+0.100, +0.200, +0.300"
+    # the paper's Table 1 Text Avg, baseline -> FRE-Text, as PAPER.md prints them
+    assert every["paper"] == "Table 1, Text Avg: 46.85 -> 51.14"
+    mixed = claim("", "m", [0.5, 0.6, 0.4], 0.45, **kw)  # +0.05, +0.15, -0.05: ahead on average only
+    assert mixed["verdict"] == "not clearly: 2 of 3 seeds" and mixed["paper"] == ""
+    assert claim("", "m", [0.4, 0.4, 0.4], [0.4, 0.3, 0.5], **kw)["verdict"] == "no"  # a tie is not ahead
+    # paired per seed: arm seed s against reference seed s
+    assert claim("", "m", [0.5, 0.6], [0.6, 0.5], **kw)["per seed"] == "-0.100, +0.100"
+    assert paper_figure("FRE -> MGT beats Direct-RL on sokoban at the same budget") == \
+        "Table 3, Sokoban-Global: 46.89 -> 47.91 (reward (shaped) not a success rate)"
+    assert paper_figure("FRE-Multi helps the image task more than FRE-Text") == \
+        "Table 1, MM Avg: 39.35 -> 38.71 (as printed; the five columns recompute to 39.59)"
+    with pytest.raises(ValueError, match="lacks mathvision_geometry"):
+        paper_figure("MGT on geometry raises image accuracy over FRE-Text",
+                     rows=[r for r in paper_reference() if r["model_key"] != "mgt_geo"])
+    with pytest.raises(ValueError, match="2 arm values against 3"):
+        claim("", "m", [0.1, 0.2], [0.1, 0.2, 0.3], **kw)
