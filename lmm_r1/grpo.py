@@ -109,6 +109,17 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def launch_state():
+    """accelerate's PartialState for this launch, built as the trainer's ``TrainingArguments(use_cpu=...)``
+    builds its own. A bare ``PartialState()`` on a machine without CUDA is ``DistributedType.NO`` even under
+    torchrun: every rank is then "the main process" and ``main_process_first`` waits for no one (two ranks
+    rewrote ``config.json`` while the other read it)."""
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
 def gradient_accumulation_steps(cfg: StageConfig, processes: int) -> int:
     """Micro-batches per optimizer step, so that one step sees ``cfg.completions_per_update`` completions."""
     per_pass = processes * cfg.micro_batch_size
@@ -536,13 +547,11 @@ def train(cfg: StageConfig, *, results_dir: str | Path | None = None, profile: s
 
     from lmm_r1.training_log import RewardProgress, RunLog, load_metrics, quiet_libraries
 
-    from accelerate import PartialState
-
     profile = profile or cfg.preset
     folder = run_dir(profile, cfg.run_name, results_dir)
     check_hardware(cfg)  # before touching the run folder, as is the batch arithmetic:
     gradient_accumulation_steps(cfg, world_size())  # a failed start must not leave a config that blocks the next
-    launch = PartialState()
+    launch = launch_state()
     # The main process prepares the folder first; the others then find it prepared (never delete it twice).
     with launch.main_process_first():
         state = prepare_run_dir(cfg, folder, existing if launch.is_main_process else "resume")

@@ -46,6 +46,35 @@ def _checkpoint_done(folder: Path, step: int) -> bool:
     return True
 
 
+_RANK_SCRIPT = """
+import json, sys, time
+from pathlib import Path
+from lmm_r1.grpo import launch_state
+
+out = Path(sys.argv[1])
+state = launch_state()
+with state.main_process_first():
+    if state.is_main_process:
+        time.sleep(2.0)  # the other rank, if it does not wait, enters now and finds no file
+        (out / "main_done").write_text("")
+    waited = (out / "main_done").exists()
+(out / f"rank{state.process_index}.json").write_text(json.dumps(
+    {"processes": state.num_processes, "main": state.is_main_process, "waited": waited}))
+"""
+
+
+@pytest.mark.skipif(not TORCHRUN.is_file(), reason="torchrun not found beside the interpreter")
+def test_the_run_folder_is_prepared_by_one_rank_while_the_other_waits(tmp_path):
+    # train() prepares the run folder under launch_state().main_process_first(). A bare PartialState() on a
+    # CPU machine is one process per rank, each "main": both rewrote config.json while the other read it
+    # (CI saw "Expecting value: line 1 column 1" on the resumed run).
+    script = tmp_path / "ranks.py"
+    script.write_text(_RANK_SCRIPT)
+    _run([str(TORCHRUN), "--standalone", "--nproc_per_node", "2", str(script), str(tmp_path)], timeout=120)
+    ranks = [json.loads((tmp_path / f"rank{i}.json").read_text()) for i in (0, 1)]
+    assert ranks == [{"processes": 2, "main": True, "waited": True}, {"processes": 2, "main": False, "waited": True}]
+
+
 @pytest.mark.skipif(not TORCHRUN.is_file(), reason="torchrun not found beside the interpreter")
 def test_two_processes_train_resume_after_kill_and_chain(tiny_model, tmp_path):
     results = tmp_path / "results"
