@@ -452,8 +452,13 @@ def vllm_serve_command(cfg: StageConfig, model: str | None = None, gpus: str = "
 # A whole run: build, train (or resume), save, record.
 
 def _last_checkpoint(folder: Path) -> str | None:
-    """The newest *complete* checkpoint: its ``trainer_state.json`` (transformers writes it last, not atomically)
-    parses. A process killed while saving leaves a torn newest folder; resuming skips it, as a restarted job must."""
+    """The newest *complete* checkpoint: its ``trainer_state.json`` (the main process writes it last, not
+    atomically) parses, and every ``rng_state_<rank>.pth`` is a whole file. The other ranks write their RNG state
+    with no barrier before the main process's ``trainer_state.json`` (transformers ``Trainer._save_checkpoint``),
+    so a kill can tear one even in a folder whose state parses. A torn newest folder is skipped, as a restarted job
+    must; resuming from it would stop in ``torch.load``."""
+    import zipfile
+
     from transformers.trainer_utils import sort_checkpoints
 
     if not folder.is_dir():
@@ -461,8 +466,13 @@ def _last_checkpoint(folder: Path) -> str | None:
     for path in reversed(sort_checkpoints(str(folder))):  # newest first
         try:
             json.loads((Path(path) / "trainer_state.json").read_text())
+            # torch.save writes a zip archive; its directory, at the end, is missing from a torn file
+            torn = [p.name for p in sorted(Path(path).glob("rng_state*.pth")) if not zipfile.is_zipfile(p)]
         except (OSError, ValueError):
-            print(f"[lmm-r1] {path} is incomplete (killed while saving?): not resuming from it", file=sys.stderr)
+            torn = ["trainer_state.json"]
+        if torn:
+            print(f"[lmm-r1] {path} is incomplete (killed while saving?): {', '.join(torn)} not whole; not resuming "
+                  "from it", file=sys.stderr)
             continue
         return str(path)
     return None

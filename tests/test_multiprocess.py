@@ -38,12 +38,13 @@ def _run(cmd: list[str], timeout: float = 300) -> None:
 
 
 def _checkpoint_done(folder: Path, step: int) -> bool:
-    # trainer_state.json is written last, and not atomically: done when it parses (else a kill can tear it)
-    try:
-        json.loads((folder / f"checkpoint-{step}" / "trainer_state.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return True
+    # done when the resume would take it (its state parses, its RNG files are whole) and both ranks wrote theirs:
+    # rank 1 writes its RNG state with no barrier before rank 0's trainer_state.json, so a kill can tear it
+    from lmm_r1.grpo import _last_checkpoint
+
+    checkpoint = folder / f"checkpoint-{step}"
+    return (all((checkpoint / f"rng_state_{rank}.pth").is_file() for rank in (0, 1))
+            and _last_checkpoint(folder) == str(checkpoint))
 
 
 _RANK_SCRIPT = """

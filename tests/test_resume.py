@@ -74,3 +74,23 @@ def test_a_checkpoint_torn_by_a_kill_is_skipped(tmp_path, capsys):
     (tmp_path / "checkpoint-4" / "trainer_state.json").write_text('{"global_st')  # torn mid-write
     assert _last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
     assert _last_checkpoint(tmp_path / "none") is None
+
+
+def test_a_checkpoint_with_a_torn_rank_rng_state_is_skipped(tmp_path, capsys):
+    """Ranks other than the main one write rng_state_<rank>.pth with no barrier before the main process writes
+    trainer_state.json: a kill can leave a folder whose state parses but whose RNG file is half written."""
+    import torch
+
+    from lmm_r1.grpo import _last_checkpoint
+
+    for step in (2, 4):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        (folder / "trainer_state.json").write_text(f'{{"global_step": {step}}}')
+        for rank in (0, 1):
+            torch.save({"cpu": torch.random.get_rng_state()}, folder / f"rng_state_{rank}.pth")
+    assert _last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-4")  # whole files: the newest
+    whole = (tmp_path / "checkpoint-4" / "rng_state_1.pth").read_bytes()
+    (tmp_path / "checkpoint-4" / "rng_state_1.pth").write_bytes(whole[: len(whole) // 2])  # killed mid-write
+    assert _last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
+    assert "rng_state_1.pth not whole" in capsys.readouterr().err
