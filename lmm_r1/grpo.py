@@ -252,11 +252,12 @@ def _sokoban_levels(cfg: StageConfig):
     from lmm_r1.toy.model import default_cache_dir
 
     root = Path(cfg.data_dir or default_cache_dir() / "sokoban_levels") / f"seed{cfg.seed}"
-    jsonl = root / sokoban_levels.JSONL_NAME
-    if not jsonl.exists():
-        print(f"[lmm-r1] generating the paper's Sokoban levels (seed {cfg.seed}) under {root} ...", file=sys.stderr)
-        sokoban_levels.generate(root, seed=cfg.seed, workers=os.cpu_count() or 1,
-                                progress=lambda line: print(line, file=sys.stderr, flush=True))
+    if not (root / sokoban_levels.JSONL_NAME).exists():
+        print(f"[lmm-r1] the paper's Sokoban levels (seed {cfg.seed}) under {root}: generating them, or waiting "
+              "for the process that does ...", file=sys.stderr)
+    # every rank of a launch gets here at once: one generates, the others wait for it (sokoban_levels.ensure)
+    jsonl = sokoban_levels.ensure(root, seed=cfg.seed, workers=os.cpu_count() or 1,
+                                  progress=lambda line: print(line, file=sys.stderr, flush=True))
     ds = data.load_message_jsonl(jsonl, system_prompt=cfg.system_prompt)
     return ds.select(range(min(cfg.train_size, len(ds)))) if cfg.train_size else ds
 

@@ -177,6 +177,23 @@ def generate(out: str | Path, seed: int = 0, mix: tuple[tuple[str, int], ...] = 
     return out / JSONL_NAME
 
 
+def ensure(out: str | Path, seed: int = 0, mix: tuple[tuple[str, int], ...] = PAPER_MIX, workers: int = 1,
+           progress: Callable[[str], None] | None = None) -> Path:
+    """``generate(...)`` unless ``out`` already holds the JSONL; return its path. Safe when several processes ask
+    at once: the training ranks of one launch all reach their data set together, and without a lock each would
+    generate the same files into the same folder (and write the same ``.partial`` JSONL). One generates while the
+    others wait on a file lock, then they find the JSONL. A lock, not a collective barrier: the paper's mix takes
+    about 3 CPU-hours, longer than a process group's timeout on most servers."""
+    from filelock import FileLock
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(out / (JSONL_NAME + ".lock"))):
+        if not (out / JSONL_NAME).exists():
+            generate(out, seed=seed, mix=mix, workers=workers, progress=progress)
+    return out / JSONL_NAME
+
+
 def paper_mix(per_variant: int | None = None, variants: str | None = None) -> tuple[tuple[str, int], ...]:
     """The paper's mix, or ``per_variant`` levels of each variant; ``variants`` (comma-separated) keeps some."""
     mix = PAPER_MIX if per_variant is None else tuple((v, per_variant) for v, _ in PAPER_MIX)

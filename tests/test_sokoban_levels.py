@@ -169,3 +169,31 @@ def test_the_kits_simulator_scores_as_gym_sokoban_steps():
             assert sokoban.simulate(level, actions) == real, (variant, index, actions)
             checked += 1
     assert checked == 20
+
+
+def _ensure_at_once(out, start, seen):
+    # one of the processes below: waits for the other, then asks for the levels; returns the progress it printed
+    lines = []
+    start.wait(timeout=60)
+    sokoban_levels.ensure(out, seed=0, mix=(("Sokoban-small-v0", 3),), progress=lines.append)
+    seen.extend(lines)
+
+
+def test_ranks_asking_at_once_generate_the_levels_once(tmp_path):
+    """Every training rank of a launch reaches its data set at the same moment: one generates, the others wait and
+    load the same files (without the lock both generated, into the same .partial JSONL)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Manager() as manager:
+        start, seen = manager.Barrier(2), manager.list()
+        procs = [ctx.Process(target=_ensure_at_once, args=(tmp_path, start, seen)) for _ in range(2)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(timeout=120)
+        assert [p.exitcode for p in procs] == [0, 0]
+        assert list(seen) == ["[sokoban levels] 3/3"]  # one process generated, once
+    rows = [json.loads(line) for line in (tmp_path / sokoban_levels.JSONL_NAME).read_text().splitlines()]
+    assert [r["question"] for r in rows] == [f"Sokoban-small-v0-level_{i}" for i in range(3)]
+    assert len(list((tmp_path / "sokoban_levels").glob("*.npy"))) == 3
