@@ -51,10 +51,10 @@ def resolve_model(model: str | Path) -> str:
     it, rather than a confusing hub lookup.
     """
     from lmm_r1.models import is_model_dir
-    from lmm_r1.toy.model import build_tiny_model
+    from lmm_r1.toy.model import build_tiny_model, print_progress
 
     if str(model) == "tiny":
-        return str(build_tiny_model())
+        return str(build_tiny_model(log=print_progress))  # minutes the first time: its phases shown
     p = Path(model)
     if p.exists():
         if not is_model_dir(p):

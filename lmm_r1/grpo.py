@@ -153,9 +153,9 @@ def resolve_init(cfg: StageConfig, *, profile: str, results_dir: str | Path | No
             raise InitFromError(f"init_from={cfg.init_from!r}: {path} {what}; {how}")
         return str(path)
     if cfg.model == TINY_MODEL:
-        from lmm_r1.toy.model import build_tiny_model
+        from lmm_r1.toy.model import build_tiny_model, print_progress
 
-        return str(build_tiny_model())
+        return str(build_tiny_model(log=print_progress))  # minutes the first time: its phases shown
     return cfg.model
 
 

@@ -88,6 +88,35 @@ def test_cache_is_reused_and_rebuilt_when_the_builder_changes(tmp_path, monkeypa
     assert json.loads((first / toy_model.BUILD_INFO).read_text())["builder_version"] == toy_model.BUILDER_VERSION
 
 
+def _build_at_once(out, start, said, returned):
+    # one of the processes below: waits for the other, then asks for the same model folder
+    lines = []
+    start.wait(timeout=60)
+    returned.append(str(toy_model.build_tiny_model(out, seed=0, warm_start=False, log=lines.append)))
+    said.extend(lines)
+
+
+def test_processes_asking_at_once_build_the_model_once(tmp_path):
+    """The ranks of a torchrun launch (or two notebooks) ask for the tiny model at the same moment: one builds, the
+    other waits and gets the same folder (without the lock both built, and the second deleted the first's folder
+    to put its own in place)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Manager() as manager:
+        start, said, returned = manager.Barrier(2), manager.list(), manager.list()
+        procs = [ctx.Process(target=_build_at_once, args=(tmp_path / "m", start, said, returned)) for _ in range(2)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(timeout=300)
+        assert [p.exitcode for p in procs] == [0, 0]
+        assert len(said) == 1 and said[0].startswith("building "), list(said)
+        assert list(returned) == [str(tmp_path / "m")] * 2
+    assert models.is_model_dir(tmp_path / "m")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "m.lock"]  # no half-built sibling left behind
+
+
 def test_saved_processor_config_keeps_a_video_entry(random_tiny_model):
     # the compat shim drops the video processor here; a torchvision machine needs the entry back
     cfg = json.loads((random_tiny_model / "processor_config.json").read_text())

@@ -158,6 +158,13 @@ def build_random_tiny_model(out: str | Path, seed: int = 0) -> Path:
     return out
 
 
+def print_progress(line: str) -> None:
+    """A build's ``log`` for a terminal: the phases on stderr as they go (a build takes minutes)."""
+    import sys
+
+    print(f"[tiny model] {line}", file=sys.stderr, flush=True)
+
+
 def build_tiny_model(out: str | Path | None = None, seed: int = 0, warm_start: bool = True,
                      force: bool = False, log=None) -> Path:
     """Build the embedded default model and return its folder.
@@ -165,15 +172,28 @@ def build_tiny_model(out: str | Path | None = None, seed: int = 0, warm_start: b
     With ``out=None`` the model goes to ``default_cache_dir()/tiny-qwen2.5-vl-seed{seed}`` and is rebuilt only
     when missing, when its builder version changed, or with ``force``. The build is deterministic for a seed.
     """
+    from filelock import FileLock
+
     target = Path(out) if out is not None else default_cache_dir() / f"tiny-qwen2.5-vl-seed{seed}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Several processes may ask at once (the ranks of a torchrun launch, two notebooks): one builds, the others
+    # wait here and then find it built. Without the lock each built its own copy and the last to finish deleted
+    # the folder another was already loading from.
+    with FileLock(str(target.parent / (target.name + ".lock"))):
+        return _build_unless_current(target, seed, warm_start, force, log)
+
+
+def _build_unless_current(target: Path, seed: int, warm_start: bool, force: bool, log) -> Path:
     want = {"builder_version": BUILDER_VERSION, "seed": seed, "warm_start": warm_start}
     info = target / BUILD_INFO
     if not force and info.exists():
         have = json.loads(info.read_text())
         if all(have.get(k) == v for k, v in want.items()):
             return target
+    if log:
+        log(f"building {target} (builder version {BUILDER_VERSION}, seed {seed}"
+            f"{', warm start' if warm_start else ''}) ...")
     # Build in a sibling temp folder and move it in place, so an interrupted build never looks complete.
-    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
     try:
         build_random_tiny_model(tmp, seed=seed)
