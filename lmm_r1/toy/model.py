@@ -175,21 +175,32 @@ def build_tiny_model(out: str | Path | None = None, seed: int = 0, warm_start: b
     from filelock import FileLock
 
     target = Path(out) if out is not None else default_cache_dir() / f"tiny-qwen2.5-vl-seed{seed}"
+    if not force and _is_current(target, seed, warm_start):
+        return target  # no lock taken: a built model in a read-only shared folder loads as it is
     target.parent.mkdir(parents=True, exist_ok=True)
     # Several processes may ask at once (the ranks of a torchrun launch, two notebooks): one builds, the others
     # wait here and then find it built. Without the lock each built its own copy and the last to finish deleted
     # the folder another was already loading from.
     with FileLock(str(target.parent / (target.name + ".lock"))):
-        return _build_unless_current(target, seed, warm_start, force, log)
-
-
-def _build_unless_current(target: Path, seed: int, warm_start: bool, force: bool, log) -> Path:
-    want = {"builder_version": BUILDER_VERSION, "seed": seed, "warm_start": warm_start}
-    info = target / BUILD_INFO
-    if not force and info.exists():
-        have = json.loads(info.read_text())
-        if all(have.get(k) == v for k, v in want.items()):
+        if not force and _is_current(target, seed, warm_start):
             return target
+        return _build(target, seed, warm_start, log)
+
+
+def _is_current(target: Path, seed: int, warm_start: bool) -> bool:
+    info = target / BUILD_INFO
+    if not info.exists():
+        return False
+    have = json.loads(info.read_text())
+    return all(have.get(k) == v for k, v in _build_record(seed, warm_start).items())
+
+
+def _build_record(seed: int, warm_start: bool) -> dict:
+    return {"builder_version": BUILDER_VERSION, "seed": seed, "warm_start": warm_start}
+
+
+def _build(target: Path, seed: int, warm_start: bool, log) -> Path:
+    want = _build_record(seed, warm_start)
     if log:
         log(f"building {target} (builder version {BUILDER_VERSION}, seed {seed}"
             f"{', warm start' if warm_start else ''}) ...")
