@@ -93,12 +93,10 @@ SOKOBAN_PAPER_USER = (
 ARITH_USER = "Compute {expression} modulo {modulus}."
 # percept: arith's problems with the operands only in the image (one coloured digit per cell, left to right).
 PERCEPT_USER = "Compute {pattern} modulo {modulus}, reading each ? from the image, left to right."
+# geometry: the figure's shape and measurements only in the image (lmm_r1/toy/tasks/geometry.py).
 GEOMETRY_USER = {
-    "area": "The figure has base {base} and height {height}. Find its area.",
-    "perimeter": "The figure has sides {base} and {height}. Find its perimeter.",
-    "height": "The figure has area {area} and base {base}. Find its height.",
-    "perimeter_triangle": "The triangle has sides {a}, {b} and {c}. Find its perimeter.",
-    "angle": "In the triangle, two angles are {a} and {b} degrees. Find the third angle in degrees.",
+    "area": "Find the area of the figure modulo 7. The image shows the figure, then its measurements.",
+    "perimeter": "Find the perimeter of the figure modulo 7. The image shows the figure, then its sides.",
 }
 
 # Benchmark user turns (lmm_r1/evalsets.py). GPQA-Diamond: the simple-evals multiple-choice instruction.

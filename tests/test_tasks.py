@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import random
 
 import pytest
 
@@ -84,21 +85,62 @@ def test_solver_finds_shortest_and_detects_dead_levels():
 
 
 def test_generated_levels_are_solvable_and_solved_by_their_answer():
-    ds = sokoban.make_dataset("train", 30, seed=3)
+    ds = sokoban.make_dataset("train", 60, seed=3)
     for row in ds:
         moves = row["answer"].split(", ")
-        assert 1 <= len(moves) <= sokoban.MAX_SOLUTION_MOVES
+        cells = sokoban.layout(row["level"])
+        # walk along the bottom row to the box's column, then push it up onto the target above it
+        walk = "Right" if cells["box"] > cells["player"] else "Left"
+        assert cells["push"] == "up" and cells["box"] != cells["player"]
+        assert moves == [walk] * abs(cells["box"] - cells["player"]) + ["Up"]
         assert sokoban.solves(row["level"], moves)
         # shortest: the solver's own search finds nothing shorter
         assert len(sokoban.solve(row["level"])) == len(moves)
         lv = sokoban.parse_level(row["level"])
-        assert lv.boxes != lv.targets and len(lv.boxes) in (1, 2)
-        assert sokoban.MIN_INTERIOR + 2 <= lv.height <= sokoban.MAX_INTERIOR + 2
+        assert (lv.height, lv.width) == (sokoban.ROWS + 2, sokoban.COLS + 2) and len(lv.boxes) == 1
+        # one step too short before the push places no box, nor one too far (unless the wall stops the step):
+        # the count matters
+        assert not sokoban.solves(row["level"], moves[:-2] + moves[-1:])
+        at_wall = cells["box"] == (sokoban.COLS if walk == "Right" else 1)
+        assert sokoban.solves(row["level"], [walk] + moves) == at_wall
+
+
+def test_sokoban_direct_answers_guess_at_chance():
+    # a guess is another room's walk; it solves this room when the walks agree: the player-to-box offset d (the
+    # columns 1-5, distinct) has P(d) = (5 - |d|) / 20, so two rooms agree with probability sum P(d)^2 = 60/400 =
+    # 0.15; a walk too long into the side wall still ends in the box's column when the box is at the edge, which
+    # adds a little: the rate must be at least 0.15 and well below the worked answers' 1.0
+    ds = sokoban.make_dataset("train", 1500, seed=3)
+    solved = [sokoban.solves(r["level"], sokoban.parse_actions(sokoban.direct_completion(r))) for r in ds]
+    assert 0.12 < sum(solved) / len(solved) < 0.30
+    assert all(sokoban.solves(r["level"], sokoban.parse_actions(sokoban.perfect_completion(r))) for r in ds)
+
+
+def test_sokoban_completions_restate_the_cells_then_work_out_the_walk():
+    level = "#######\n#  .  #\n#  $# #\n#@    #\n#######"  # player column 1, box column 3, target above it
+    row = {"level": level, "answer": "Right, Right, Up"}
+    assert sokoban.layout(level) == {"player": 1, "box": 3, "push": "up"}
+    worked = sokoban.perfect_completion(row)
+    assert worked == "<think> player 1, box 3: 3 - 1 = 2. </think><answer> Right, Right, Up </answer>"
+    # the direct style answers at once, without writing down what the picture shows: the moves of another room
+    direct = sokoban.direct_completion(row)
+    guess = sokoban.generate_level(random.Random(f"guess/{level}"))[1]
+    assert direct == f"<think> Push the box onto the target. </think><answer> {', '.join(guess)} </answer>"
+    assert sokoban.is_worked(worked) and not sokoban.is_worked(direct)
+    assert sokoban.read(worked) == sokoban.reading(row) == "player 1, box 3" and sokoban.read(direct) is None
+    assert sokoban.parse_actions(worked) == ["right", "right", "up"]
+    # the box to the player's left: the larger column first, and the walk goes left
+    mirrored = {"level": "#######\n#.    #\n#$ #  #\n#   @ #\n#######", "answer": "Left, Left, Left, Up"}
+    assert sokoban.perfect_completion(mirrored) == ("<think> player 4, box 1: 4 - 1 = 3. </think>"
+                                                    "<answer> Left, Left, Left, Up </answer>")
+    assert sokoban.solves(mirrored["level"], ["left"] * 3 + ["up"])
+    assert sokoban.solves(level, ["right", "right", "up"])
 
 
 def test_render_uses_the_paper_colours():
-    # 3 x 5 level on a 16 px grid = 80 x 48, centred on an 80 x 80 square, scaled to 112 (x 1.4)
-    img = sokoban.render(ONE_BOX)
+    # the generic board (notebook 01): 3 x 5 level on a 16 px grid = 80 x 48, centred on an 80 x 80 square,
+    # scaled to 112 (x 1.4)
+    img = sokoban.render_board(ONE_BOX)
     assert img.size == (112, 112)
 
     def centre(r, c):  # pixel at the centre of cell (r, c)
@@ -108,6 +150,27 @@ def test_render_uses_the_paper_colours():
     assert centre(1, 2) == sokoban.COLORS["box"]
     assert centre(1, 3) == sokoban.COLORS["dot"]
     assert centre(0, 0) == sokoban.COLORS["wall"]
+
+
+def test_the_toy_room_is_one_cell_per_image_token_with_its_place_marked():
+    level = "#######\n#  .  #\n#  $# #\n#@    #\n#######"
+    img = sokoban.render(level)
+    cell = sokoban.CELL
+    assert img.size == (sokoban.COLS * cell, sokoban.ROWS * cell)  # 140 x 84: 5 x 3 merged image tokens
+
+    def at(r, c, dx, dy):  # a pixel of interior cell (r, c), counted from 0
+        return img.getpixel((c * cell + dx, r * cell + dy))
+
+    mid = (cell - sokoban.STRIPE) // 2  # the middle of the drawing area above the column stripe
+    assert at(2, 0, mid, mid) == sokoban.COLORS["player"]
+    assert at(1, 2, mid, mid) == at(1, 2, 3, 3) == sokoban.COLORS["box"]  # the box fills its cell
+    assert at(0, 2, mid, mid) == sokoban.COLORS["dot"]
+    assert at(0, 2, 3, 3) == sokoban.COLORS["floor"]  # the target is a dot on the floor
+    assert at(1, 3, mid, mid) == sokoban.COLORS["wall"]
+    assert at(0, 0, mid, mid) == sokoban.COLORS["floor"]
+    # every cell's bottom stripe gives its column
+    for r in range(sokoban.ROWS):
+        assert [at(r, c, cell // 2, cell - 2) for c in range(sokoban.COLS)] == list(sokoban.COLUMN_SHADES)
 
 
 # ---- the other generators' answers, by hand ----
@@ -136,56 +199,64 @@ def test_arith_expression_brackets_all_but_the_last_operation():
     assert arith.direct_completion(row) == "<think> ((3 + 4) * 2) + 1. </think><answer> $1$ </answer>"
 
 
-@pytest.mark.parametrize("fig,answer", [
-    ({"kind": "area", "shape": "triangle", "a": 6, "b": 3, "c": None}, 9),  # half base times height
-    ({"kind": "area", "shape": "parallelogram", "a": 4, "b": 5, "c": None}, 20),  # base times height
-    ({"kind": "height", "shape": "triangle", "a": 4, "b": 7, "c": None}, 7),  # area 14 = 4 * h / 2
-    ({"kind": "perimeter", "shape": "rectangle", "a": 2, "b": 7, "c": None}, 18),  # 2 * (2 + 7)
-    ({"kind": "perimeter", "shape": "triangle", "a": 5, "b": 7, "c": 9}, 21),  # 5 + 7 + 9
-    ({"kind": "angle", "shape": "triangle", "a": 40, "b": 65, "c": None}, 75),  # 180 - 40 - 65
+def _fig(kind, shape, sides, **style):
+    return {"kind": kind, "shape": shape, "sides": sides,
+            "style": {"shift": 0, "small": False, "paper": 0, **style}}
+
+
+@pytest.mark.parametrize("fig,formula,answer", [
+    # the mean of the parallel sides times the height: (2 + 4) * 3 / 2 = 9 ≡ 2, and ((2 + 4) * 3) * 4 = 72 ≡ 2
+    # (halving modulo 7 is times 4)
+    (_fig("area", "trapezoid", [2, 4, 3]), "((2 + 4) * 3) * 4", 2),
+    # half the base (1 + 5, split at the height's foot) times the height: 6 * 6 / 2 = 18 ≡ 4; 144 = 20 * 7 + 4
+    (_fig("area", "triangle", [1, 5, 6]), "((1 + 5) * 6) * 4", 4),
+    (_fig("perimeter", "rectangle", [2, 6]), "((2 + 6) + 2) + 6", 2),  # 2 * (2 + 6) = 16 ≡ 2
+    (_fig("perimeter", "parallelogram", [4, 5]), "((4 + 5) + 4) + 5", 4),  # 18 ≡ 4
+    (_fig("perimeter", "quadrilateral", [5, 6, 4, 3]), "((5 + 6) + 4) + 3", 4),  # 18 ≡ 4
 ])
-def test_geometry_answers(fig, answer):
-    assert geometry.solve(fig)[0] == answer
+def test_geometry_answers(fig, formula, answer):
+    assert geometry.formula(fig) == formula
+    assert geometry.value(fig) == answer
+    row = {"figure": fig, "answer": f"${answer}$"}
+    worked, direct = geometry.perfect_completion(row), geometry.direct_completion(row)
+    # the shape and formula read from the figure first, then arith's reduction steps
+    assert worked == (f"<think> {fig['shape']}: {formula}. {arith.steps(formula)}. </think>"
+                      f"<answer> ${answer}$ </answer>")
+    assert direct == f"<think> {fig['shape']}: {formula}. </think><answer> ${answer}$ </answer>"
+    assert geometry.is_worked(worked) and not geometry.is_worked(direct)
+    assert geometry.read(worked) == geometry.read(direct) == geometry.reading(row) == formula
+    assert geometry.read("<think> I see a triangle. </think>") is None
 
 
 def test_geometry_drawings_vary_but_problems_stay_in_their_split():
-    def problem(row):  # the numbers and the shape: what the answer depends on
+    def problem(row):  # the question, the shape and the measurements: what the answer depends on
         f = row["figure"]
-        return (f["kind"], f["shape"], f["a"], f["b"], f["c"])
+        return (f["kind"], f["shape"], tuple(f["sides"]))
 
-    train = geometry.make_dataset("train", 60, seed=0)
-    test = geometry.make_dataset("test", 30, seed=0)
+    train = geometry.make_dataset("train", 300, seed=0)
+    test = geometry.make_dataset("test", 100, seed=0)
     assert not {problem(r) for r in train} & {problem(r) for r in test}
-    # a problem drawn twice (mirrored, rotated or recoloured) is two rows of the same split
-    a = {"kind": "area", "shape": "triangle", "a": 6, "b": 3, "c": None}
-    plain = geometry.render({**a, "style": {"mirror": False, "rotation": 0, "fill": 0}})
-    turned = geometry.render({**a, "style": {"mirror": True, "rotation": 1, "fill": 2}})
-    assert plain.tobytes() != turned.tobytes()
+    # a problem drawn twice (moved, smaller or on another paper) is two rows of the same split, two pictures
+    a = _fig("area", "triangle", [6, 3, 2])
+    styles = [{"shift": s, "small": m, "paper": p} for s in geometry.SHIFTS for m in (False, True) for p in range(3)]
+    assert len({geometry.render({**a, "style": st}).tobytes() for st in styles}) == len(styles)
+    # every formula has four operands and three operations, as arith's problems
+    assert {geometry.formula(r["figure"]).count(" ") for r in train} == {6}
 
 
-def test_a_diagram_does_not_depend_on_what_was_drawn_before_or_on_the_thread():
-    # render() reuses one canvas per thread and empties it after each diagram: the pixels of a diagram must be
-    # those of a first render, whatever came before (a dashed height, other labels) and on a new thread
-    import threading
-
-    import numpy as np
-
-    angle = {"kind": "angle", "shape": "triangle", "a": 40, "b": 60, "c": None,
-             "style": {"mirror": False, "rotation": 0, "fill": 0}}
-    height = {"kind": "height", "shape": "parallelogram", "a": 4, "b": 5, "c": None,
-              "style": {"mirror": True, "rotation": 3, "fill": 1}}
-    first = np.asarray(geometry.render(angle))
-    assert not np.array_equal(first, np.asarray(geometry.render(height)))
-    assert np.array_equal(first, np.asarray(geometry.render(angle)))
-    other = []
-    t = threading.Thread(target=lambda: other.append(np.asarray(geometry.render(angle))))
-    t.start()
-    t.join()
-    assert np.array_equal(first, other[0])
-    # one drawing: the white background plus the figure's fill, the black outline and the labels
-    colours = {tuple(c) for c in first.reshape(-1, 3)}
-    assert (255, 255, 255) in colours and (0, 0, 0) in colours
-    assert tuple(round(255 * v) for v in geometry.FILLS[0]) in colours
+def test_geometry_image_holds_the_shape_and_the_measurements_and_the_text_neither():
+    ds = geometry.make_dataset("train", 40, seed=1)
+    for row in ds:
+        f, img = row["figure"], row["images"][0]
+        assert img.size == (5 * geometry.CELL, geometry.CELL)  # five cells, five merged image tokens
+        cells = [img.crop((i * geometry.CELL, 0, (i + 1) * geometry.CELL, geometry.CELL)) for i in range(5)]
+        # the first cell has the shape's colour (and no digit's), the next ones their digits' colours
+        assert geometry.SHAPE_COLORS[f["shape"]] in {c for _, c in cells[0].getcolors(4096)}
+        assert [cells[i + 1].getpixel((3, 3)) for i in range(len(f["sides"]))] == \
+            [percept.DIGIT_COLORS[d] for d in f["sides"]]
+        assert [c.getpixel((3, geometry.CELL - 3)) for c in cells] == list(geometry.POSITION_SHADES)
+        text = base.prompt_text_of(row)
+        assert f["shape"] not in text and not any(ch.isdigit() and ch != "7" for ch in text)
 
 
 def test_percept_image_shows_the_operands_and_the_text_does_not():
@@ -231,8 +302,9 @@ def test_rows_follow_the_shared_schema(name):
         n_placeholders = sum(part["type"] == "image" for part in user["content"])
         if task.MODALITY == "image":
             assert n_placeholders == len(row["images"]) == 1
-            # 16 image tokens in the tiny processor (percept: 4, one per operand)
-            assert row["images"][0].size == ((112, 28) if name == "percept" else (112, 112))
+            # one merged image token of the tiny processor per 28 px cell: percept 4 in a row, geometry 5,
+            # Sokoban 5 x 3
+            assert row["images"][0].size == {"sokoban": (140, 84), "geometry": (140, 28)}.get(name, (112, 28))
         else:
             assert n_placeholders == 0 and "images" not in row
         assert isinstance(row["answer"], str) and row["id"].startswith(f"{name}-train-0-")

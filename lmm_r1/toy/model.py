@@ -23,7 +23,7 @@ import torch
 from lmm_r1.models import save_processor
 
 # Bump whenever the built folder would differ (tokenizer corpus, sizes, warm start): cached copies rebuild.
-BUILDER_VERSION = 7
+BUILDER_VERSION = 8
 BUILD_INFO = "lmm_r1_build.json"
 
 # Qwen2.5-VL's special tokens, in Qwen's order, so ids are stable across builds.

@@ -1,7 +1,10 @@
 """The offline tasks of the ``tiny`` profile: one module per task, and this registry.
 
 Every module has ``NAME``, ``MODALITY`` ("text" or "image"), ``REWARD`` ("math" or "sokoban"),
-``make_dataset(split, n, seed=0, system_prompt=...) -> datasets.Dataset`` and ``perfect_completion(row)``.
+``make_dataset(split, n, seed=0, system_prompt=...) -> datasets.Dataset`` and ``perfect_completion(row)`` (the
+worked completion). The warm start also uses ``direct_completion(row)`` and ``is_worked(completion)`` (all four
+tasks have a direct style), and, for image tasks, ``reading(row)`` and ``read(completion)``: what a completion
+that read the image right restates, and what a completion restated.
 Rows share the schema of the paper's data after ``lmm_r1.data.load_message_jsonl`` (see ``base.py``).
 
     from lmm_r1.toy.tasks import TASKS

@@ -1,6 +1,6 @@
 """Arithmetic modulo 7: the text-only math task of the tiny profile's FRE stage (stands in for DeepScaleR-40K).
 
-Four operands 0-6 joined by ``+`` and ``*``, bracketed so they are taken left to right, and asked modulo 7. The
+Two to four operands 0-6 joined by ``+`` and ``*``, bracketed so they are taken left to right, and asked modulo 7. The
 gold answer is written ``$n$`` as in the paper's data, so the real math-verify accuracy reward scores it. Card:
 ``data_cards/arith.md``.
 
@@ -12,10 +12,10 @@ One real row (``make_dataset("train", 1, seed=0)[0]``, system prompt shortened),
 
     {'id': 'arith-train-0-0',
      'prompt': [{'role': 'system', 'content': [{'type': 'text', 'text': 'You are a helpful assistant good at ...'}]},
-                {'role': 'user', 'content': [{'type': 'text', 'text': 'Compute ((6 + 5) + 6) * 4 modulo 7.'}]}],
-     'answer': '$5$'}
-    <think> ((6 + 5) + 6) * 4. 6 + 5 ≡ 4. 4 + 6 ≡ 3. 3 * 4 ≡ 5. </think><answer> $5$ </answer>
-    <think> ((6 + 5) + 6) * 4. </think><answer> $5$ </answer>
+                {'role': 'user', 'content': [{'type': 'text', 'text': 'Compute (5 + 1) + 2 modulo 7.'}]}],
+     'answer': '$1$'}
+    <think> (5 + 1) + 2. 5 + 1 ≡ 6. 6 + 2 ≡ 1. </think><answer> $1$ </answer>
+    <think> (5 + 1) + 2. </think><answer> $1$ </answer>
 
 Both completions open by restating the expression; the worked one then reduces it. The image task ``percept`` asks
 the same problems with the operands shown only in the image and its completions have the same two shapes, so the
@@ -39,7 +39,12 @@ MODALITY = "text"
 REWARD = "math"
 
 MODULUS = 7
-N_OPERANDS = 4
+N_OPERANDS = 4  # percept's (four cells); arith's own problems have 2-4 (OPERAND_COUNTS)
+# arith draws 2, 3 or 4 operands (4 half the time): the worked steps then end at different places, so the warm
+# start's practice teaches the steps wherever they fall and the answer as the last step's result. With four
+# operands only, builder 8's trial models worked geometry's formulas (2-4 operands, a constant last) with wrong
+# facts and copied the answer from the wrong step on one build seed in four (its reading phase never passed).
+OPERAND_COUNTS = (4,)  # experiment H2: four again
 OPERATORS = ("+", "*")
 CONGRUENT = "\u2261"  # ≡: a worked step states a congruence, "3 + 4 ≡ 0", true modulo 7
 
@@ -84,10 +89,12 @@ def steps(expr: str) -> str:
     return ". ".join(out)
 
 
-def draw_problem(rng: random.Random) -> tuple[list[int], list[str]]:
-    """Operands and operators of one problem (shared with ``percept``, which shows the operands as an image)."""
-    nums = [rng.randrange(MODULUS) for _ in range(N_OPERANDS)]
-    ops = [rng.choice(OPERATORS) for _ in range(N_OPERANDS - 1)]
+def draw_problem(rng: random.Random, n_operands: int | None = None) -> tuple[list[int], list[str]]:
+    """Operands and operators of one problem: ``n_operands`` of them, or 2-4 drawn from ``OPERAND_COUNTS``
+    (``percept``, which shows the operands as an image, asks for ``N_OPERANDS``)."""
+    n = n_operands or rng.choice(OPERAND_COUNTS)
+    nums = [rng.randrange(MODULUS) for _ in range(n)]
+    ops = [rng.choice(OPERATORS) for _ in range(n - 1)]
     return nums, ops
 
 
@@ -136,6 +143,11 @@ def direct_completion(row: dict) -> str:
     """The answer given at once (the expression restated, no working): correct as written, but a model has to
     compose the three facts in its head to produce it. The warm start mixes these in (``lmm_r1.toy.warmstart``)."""
     return direct(_expression_of(row), row["answer"])
+
+
+def is_worked(completion: str) -> bool:
+    """A completion that works the problem out: a reduction step (``a + b ≡ c``) inside its thinking."""
+    return CONGRUENT in completion.split("</think>")[0]
 
 
 def tokenizer_corpus() -> list[str]:

@@ -81,7 +81,7 @@ def render(digits: list[int]):
 
 
 def _draw(rng: random.Random) -> tuple[str, str]:
-    expr = arith.expression(*arith.draw_problem(rng))
+    expr = arith.expression(*arith.draw_problem(rng, arith.N_OPERANDS))
     return expr, expr
 
 
@@ -111,10 +111,21 @@ def direct_completion(row: dict) -> str:
     return arith.direct(row["expression"], row["answer"])
 
 
+is_worked = arith.is_worked  # the same reduction steps
+
+
+def reading(row: dict) -> str:
+    """What a completion that read the image right opens with: the row's expression."""
+    return row["expression"]
+
+
 def read_expression(completion: str) -> str | None:
     """The expression a completion's thinking opens with (what it read from the image), or None."""
     m = re.match(r"\s*<think>\s*([()\d\s+*]+?)\s*\.", completion)
     return m.group(1).strip() if m else None
+
+
+read = read_expression
 
 
 def tokenizer_corpus() -> list[str]:

@@ -1,29 +1,34 @@
-"""Sokoban: small generated rooms, a BFS solver, a renderer, and the ONE simulator the Sokoban reward uses.
+"""Sokoban: the toy's rooms, a BFS solver, renderers, and the ONE simulator the Sokoban reward uses.
 
 The paper's MGT-Sokoban trains on 11,500 gym-sokoban levels rendered to images (PAPER.md §6); the model sees
-only the frame and must answer the whole action sequence at once. Here the rooms are smaller (5x5 to 7x7
-interior, 1-2 boxes, short solutions) so the tiny model can partly learn them; every level is checked solvable
-by ``solve`` and its gold answer is the solver's shortest action list. The level string is stored in the row,
-so the reward needs no files. Card: ``data_cards/sokoban.md``.
+only the frame and must answer the whole action sequence at once. The toy's rooms are far smaller, so that the
+tiny model can read them and work them out: 3 x 5 cells, the box in the middle row with its target above it, the
+player in the bottom row, other cells of the upper rows wall or floor at random. The solution walks along the
+bottom row to the box's column and pushes up: reading the two columns and taking their difference solves it, and
+a walk one cell too long or too short fails. The picture has one 28 px cell per image token with a column stripe,
+as ``percept`` draws its operands (``render``; ``render_board`` draws any level). The level string is stored in
+the row, so the reward needs no files. Card: ``data_cards/sokoban.md``.
 
     from lmm_r1.toy.tasks import sokoban
     ds = sokoban.make_dataset("train", 100, seed=0)
-    sokoban.simulate(ds[0]["level"], ["Right", "Up"])   # cumulative env reward after each step
+    sokoban.simulate(ds[0]["level"], ["Left", "Up"])   # cumulative env reward after each step
 
-One real row (``make_dataset("train", 1, seed=0)[0]``, system prompt shortened) and its perfect completion::
+One real row (``make_dataset("train", 1, seed=0)[0]``, system prompt shortened), its worked completion
+(``perfect_completion``) and its direct one (``direct_completion``)::
 
     {'id': 'sokoban-train-0-0',
      'prompt': [{'role': 'system', 'content': [{'type': 'text', 'text': "You're going to play a game of Sokoban, ..."}]},
                 {'role': 'user', 'content': [{'type': 'image', 'text': None}, {'type': 'text', 'text':
                  'Solve this Sokoban level. Answer with the moves as a comma-separated sequence of Left, Right, Up '
                  'and Down, with your reasoning in <think> </think> and the moves in <answer> </answer>.'}]}],
-     'images': [<PIL.Image.Image image mode=RGB size=112x112>],
-     'answer': 'Right, Right, Down',
-     'level': '#######\\n# @   #\\n#   $ #\\n#   .##\\n#     #\\n#   * #\\n#     #\\n#######'}
-    <think> Push the boxes onto the targets in 3 moves. </think><answer> Right, Right, Down </answer>
+     'images': [<PIL.Image.Image image mode=RGB size=140x84>],
+     'answer': 'Left, Up',
+     'level': '#######\n### .##\n## #$##\n#    @#\n#######'}
+    <think> player 5, box 4: 5 - 4 = 1. </think><answer> Left, Up </answer>
+    <think> Push the box onto the target. </think><answer> Left, Up </answer>
 
 Levels are XSB strings: ``#`` wall, `` `` floor, ``.`` target, ``$`` box, ``*`` box on target, ``@`` player,
-``+`` player on target, rows joined by ``"\\n"``.
+``+`` player on target, rows joined by ``"\n"``.
 """
 
 from __future__ import annotations
@@ -50,12 +55,14 @@ MAX_STEPS = 50  # the reward simulates at most this many actions
 # (row, column) offsets; answers are written capitalised as the prompt asks, parsed case-insensitively.
 MOVES = {"up": (-1, 0), "down": (1, 0), "left": (0, -1), "right": (0, 1)}
 
-# Generator defaults: small rooms and short solutions, so a ~0.5M-parameter model can partly learn them.
-MIN_INTERIOR, MAX_INTERIOR = 5, 7  # interior side lengths (walls add one cell each side)
-BOX_CHOICES = (1, 1, 2)  # one box twice as often as two
-MAX_INTERIOR_WALLS = 2
-MAX_SOLUTION_MOVES = 8  # the solver's shortest solution is at most this long
-IMAGE_SIZE = 112  # px: 4x4 = 16 image tokens for the tiny processor (max_pixels 16*28*28)
+# The toy's rooms: 3 x 5 interior cells, one box; drawn one 28 px cell per image token (15 tokens), each cell
+# marked with its column (a stripe along the bottom), as percept marks its operands: the tiny model's M-RoPE cannot
+# tell neighbouring image tokens apart by position.
+ROWS, COLS = 3, 5
+CELL = 28
+STRIPE = 5  # px
+COLUMN_SHADES = ((250, 250, 250), (190, 190, 190), (130, 130, 130), (70, 70, 70), (10, 10, 10))
+IMAGE_SIZE = 112  # px: ``render_board``'s default square
 
 # The paper's scheme (PAPER.md §5): green player, yellow box, red-dot target.
 COLORS = {"floor": (40, 40, 40), "wall": (150, 75, 40), "box": (235, 200, 40), "player": (40, 200, 60),
@@ -248,46 +255,40 @@ def solve(level: str, max_moves: int | None = None, max_states: int = 200_000) -
     return None
 
 
-def generate_level(rng: random.Random, min_interior: int = MIN_INTERIOR, max_interior: int = MAX_INTERIOR,
-                   box_choices: tuple = BOX_CHOICES, max_interior_walls: int = MAX_INTERIOR_WALLS,
-                   max_solution_moves: int = MAX_SOLUTION_MOVES) -> tuple[str, list[str]]:
-    """A random room and its shortest solution (1 to ``max_solution_moves`` moves).
+def generate_level(rng: random.Random) -> tuple[str, list[str]]:
+    """A random room of ``ROWS`` x ``COLS`` cells (walls around it) and its one shortest solution.
 
-    As gym-sokoban does, boxes start on their targets and the player walks backwards, pulling boxes now and
-    then, so the level is solvable by construction; the solver then finds the shortest solution (often shorter
-    than the walk) and levels whose solution is too long are drawn again.
+    The box sits in the middle row with its target above it and the player in the bottom row, in another column:
+    the solution walks along the bottom row to the box's column, then pushes up once. The other cells of the box's
+    row and of the target's row are wall or floor at random (they change the level and its picture, not its
+    solution). Walking one cell too far or too short and then pushing moves no box, so the count matters, unlike
+    a corridor, where any over-long run of pushes in the right direction also solves (the episode stops when the
+    box is placed). (With the target above or below the box at random, the tiny model read the push's direction
+    at chance after its reading phase: 55% right, builder 8's first trial.)
     """
-    while True:
-        h = rng.randint(min_interior, max_interior)
-        w = rng.randint(min_interior, max_interior)
-        walls = {(r, c) for r in range(h + 2) for c in range(w + 2) if r in (0, h + 1) or c in (0, w + 1)}
-        inner = [(r, c) for r in range(1, h + 1) for c in range(1, w + 1)]
-        walls |= set(rng.sample(inner, rng.randint(0, max_interior_walls)))
-        free = [p for p in inner if p not in walls]
-        k = rng.choice(box_choices)
-        cells = rng.sample(free, k + 1)
-        targets, player = frozenset(cells[:k]), cells[k]
-        boxes = set(targets)
-        for _ in range(rng.randint(2, 3 * max_solution_moves)):
-            dr, dc = rng.choice(list(MOVES.values()))
-            nxt = (player[0] + dr, player[1] + dc)
-            if nxt in walls or nxt in boxes:
-                continue
-            behind = (player[0] - dr, player[1] - dc)
-            if behind in boxes and rng.random() < 0.7:  # pull the box behind us onto our cell
-                boxes.remove(behind)
-                boxes.add(player)
-            player = nxt
-        if boxes == targets:
-            continue
-        level = format_level(Level(frozenset(walls), targets, frozenset(boxes), player, h + 2, w + 2))
-        solution = solve(level, max_moves=max_solution_moves)
-        if solution:
-            return level, [m.capitalize() for m in solution]
+    box_col = rng.randrange(1, COLS + 1)
+    player_col = rng.choice([c for c in range(1, COLS + 1) if c != box_col])
+    walls = {(r, c) for r in range(ROWS + 2) for c in range(COLS + 2) if r in (0, ROWS + 1) or c in (0, COLS + 1)}
+    for row in (1, 2):
+        for c in range(1, COLS + 1):
+            if c != box_col and rng.random() < 0.5:
+                walls.add((row, c))
+    lv = Level(frozenset(walls), frozenset({(1, box_col)}), frozenset({(2, box_col)}), (3, player_col),
+               ROWS + 2, COLS + 2)
+    walk = "Right" if box_col > player_col else "Left"
+    return format_level(lv), [walk] * abs(box_col - player_col) + ["Up"]
 
 
-def render(level: str, size: int = IMAGE_SIZE):
-    """The level as an RGB PIL image ``size`` px square: walls, floor, yellow boxes, red-dot targets, green player."""
+def layout(level: str) -> dict:
+    """The cells a reader of the picture needs (columns counted from 1, as the picture's stripes do): the player's
+    column, the box's column and the push (``up`` when the target is above the box)."""
+    lv = parse_level(level)
+    (box,), (target,) = tuple(lv.boxes), tuple(lv.targets)
+    return {"player": lv.player[1], "box": box[1], "push": "up" if target[0] < box[0] else "down"}
+
+
+def render_board(level: str, size: int = IMAGE_SIZE):
+    """Any level as an RGB PIL image ``size`` px square: walls, floor, yellow boxes, red-dot targets, green player."""
     from PIL import Image, ImageDraw
 
     lv = parse_level(level)
@@ -316,23 +317,89 @@ def render(level: str, size: int = IMAGE_SIZE):
     return canvas.resize((size, size), Image.NEAREST)
 
 
+def render(level: str):
+    """A toy room as the tiny model sees it: one 28 px cell per interior cell (140x84 px for 3 x 5, one image
+    token each) in the paper's colours, each with its column's stripe along the bottom."""
+    from PIL import Image, ImageDraw
+
+    lv = parse_level(level)
+    rows, cols = lv.height - 2, lv.width - 2
+    img = Image.new("RGB", (cols * CELL, rows * CELL), COLORS["floor"])
+    d = ImageDraw.Draw(img)
+    for r in range(rows):
+        for c in range(cols):
+            p, x0, y0 = (r + 1, c + 1), c * CELL, r * CELL
+            if _blocked(lv, p):
+                d.rectangle((x0, y0, x0 + CELL - 1, y0 + CELL - 1), fill=COLORS["wall"])
+            # the player and the box fill their cells, as percept's digits do: a small figure on the dark floor
+            # was read far less reliably (builder 8's first trial: the player's column 78% right)
+            if p in lv.boxes:
+                d.rectangle((x0 + 1, y0 + 1, x0 + CELL - 2, y0 + CELL - STRIPE - 1), fill=COLORS["box"])
+            if p == lv.player:
+                d.ellipse((x0 + 1, y0 + 1, x0 + CELL - 2, y0 + CELL - STRIPE - 1), fill=COLORS["player"])
+            if p in lv.targets:
+                d.ellipse((x0 + 8, y0 + 6, x0 + CELL - 9, y0 + CELL - STRIPE - 6), fill=COLORS["dot"])
+            d.rectangle((x0, y0 + CELL - STRIPE, x0 + CELL - 1, y0 + CELL - 1), fill=COLUMN_SHADES[c % 5])
+    return img
+
+
+def restatement(level: str) -> str:
+    """What a completion first writes: the columns read from the picture (``player 1, box 4``)."""
+    cells = layout(level)
+    return f"player {cells['player']}, box {cells['box']}"
+
+
+def _answer(moves: str) -> str:
+    return ", ".join(m.strip() for m in moves.split(","))
+
+
 def perfect_completion(row: dict) -> str:
-    """The gold answer in the Sokoban answer format (one think, one answer of comma-separated moves)."""
-    moves = [m.strip() for m in row["answer"].split(",")]
-    what = "box onto the target" if len(parse_level(row["level"]).boxes) == 1 else "boxes onto the targets"
-    return f"<think> Push the {what} in {len(moves)} moves. </think><answer> {', '.join(moves)} </answer>"
+    """The worked answer: the cells read from the picture, the walk's length as a difference of columns, then the
+    moves (one think, one answer of comma-separated moves)."""
+    cells = layout(row["level"])
+    hi, lo = max(cells["player"], cells["box"]), min(cells["player"], cells["box"])
+    return (f"<think> {restatement(row['level'])}: {hi} - {lo} = {hi - lo}. </think>"
+            f"<answer> {_answer(row['answer'])} </answer>")
 
 
-def make_dataset(split: str, n: int, seed: int = 0, system_prompt: str = "sokoban", **generator):
-    """``n`` distinct levels of ``split`` ("train" or "test"), deterministic for ``seed``.
+DIRECT_THINKING = "Push the box onto the target."
 
-    ``generator`` overrides ``generate_level``'s parameters (room size, boxes, solution length). The default
-    system prompt is the paper's Sokoban prompt; "r1" or "none" also work.
-    """
+
+def direct_completion(row: dict) -> str:
+    """An answer given at once, without reading the picture: the moves of another room like it (seeded by the
+    level), which solve this one only when the two rooms share their walk (about one in five, the chance baseline).
+
+    Unlike the math tasks' direct answers, whose value a two-layer model cannot compute in one pass, Sokoban's
+    moves can be read off the picture in one pass: trained on the gold moves, greedy direct answers solved 100% of
+    held-out rooms on one build seed in two (builder 8's trials), leaving RL nothing to find. So the base model
+    guesses when it does not work the walk out, as a model that cannot read the picture would."""
+    guess = generate_level(random.Random(f"guess/{row['level']}"))[1]
+    return f"<think> {DIRECT_THINKING} </think><answer> {', '.join(guess)} </answer>"
+
+
+def is_worked(completion: str) -> bool:
+    """A completion that works the walk out: a difference of columns inside its thinking."""
+    return " = " in completion.split("</think>")[0]
+
+
+def reading(row: dict) -> str:
+    """What a completion that read the picture right opens with (``restatement``)."""
+    return restatement(row["level"])
+
+
+def read_level(completion: str) -> str | None:
+    """The cells a completion's thinking opens with (what it read from the picture), or None."""
+    m = re.match(r"\s*<think>\s*(player \d, box \d)", completion)
+    return m.group(1) if m else None
+
+
+def make_dataset(split: str, n: int, seed: int = 0, system_prompt: str = "sokoban"):
+    """``n`` distinct levels of ``split`` ("train" or "test"), deterministic for ``seed``. The default system
+    prompt is the paper's Sokoban prompt; "r1" or "none" also work."""
     sys_text = prompts.system_prompt(system_prompt)
 
     def draw(rng):
-        level, solution = generate_level(rng, **generator)
+        level, solution = generate_level(rng)
         return level, (level, solution)
 
     rows = []
@@ -347,7 +414,11 @@ def make_dataset(split: str, n: int, seed: int = 0, system_prompt: str = "sokoba
     return base.to_dataset(rows)
 
 
+read = read_level
+
+
 def tokenizer_corpus() -> list[str]:
     return [prompts.SOKOBAN_USER, "Right, Left, Up, Down, Right, Down, Left, Up",
-            "<think> Push the box onto the target in 3 moves. </think><answer> Up, Left, Down </answer>",
-            "<think> Push the boxes onto the targets in 6 moves. </think>"]
+            "<think> player 1, box 4: 4 - 1 = 3. </think><answer> Right, Right, Right, Up </answer>",
+            "<think> player 5, box 2: 5 - 2 = 3. </think><answer> Left, Left, Left, Up </answer>",
+            f"<think> {DIRECT_THINKING} </think><answer> Right, Up </answer>"]
