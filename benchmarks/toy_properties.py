@@ -17,6 +17,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+
+def _sampled(task: str, what: str) -> dict:
+    """The sampled rows of an image task (absent from reports that predate them: blank cells)."""
+    keys = {f"sampled {what}": "sampled_accuracy", f"sampled {what}, images shuffled": "shuffled_sampled_accuracy",
+            "sampled: share worked out": "sampled_worked", f"sampled: {what} worked": "sampled_accuracy_worked",
+            f"sampled: {what} direct": "sampled_accuracy_direct"}
+    return {f"{task} {label}": (lambda r, k=key: r[task].get(k)) for label, key in keys.items()}
+
+
 # property -> how to read it from a warm-start report's held_out part (the tests' bars: tests/test_warmstart.py)
 PROPERTIES = {
     "arith greedy accuracy": lambda r: r["arith"]["accuracy"],
@@ -42,19 +51,11 @@ PROPERTIES = {
     "geometry reading (shape and measurements)": lambda r: r["geometry"].get("reading"),
     "geometry completions changed by shuffling": lambda r: r["geometry"].get("shuffled_changed"),
     "geometry, shuffled: own formula restated": lambda r: r["geometry"].get("shuffled_reading"),
-    "geometry sampled accuracy": lambda r: r["geometry"].get("sampled_accuracy"),
-    "geometry sampled accuracy, images shuffled": lambda r: r["geometry"].get("shuffled_sampled_accuracy"),
-    "geometry sampled: share worked out": lambda r: r["geometry"].get("sampled_worked"),
-    "geometry sampled: accuracy worked": lambda r: r["geometry"].get("sampled_accuracy_worked"),
-    "geometry sampled: accuracy direct": lambda r: r["geometry"].get("sampled_accuracy_direct"),
+    **_sampled("geometry", "accuracy"),
     "sokoban solve rate": lambda r: r["sokoban"]["accuracy"],
     "sokoban chance": lambda r: r["sokoban"]["chance"],
     "sokoban completions changed by shuffling": lambda r: r["sokoban"].get("shuffled_changed"),
-    "sokoban sampled solve rate": lambda r: r["sokoban"].get("sampled_accuracy"),
-    "sokoban sampled solve rate, images shuffled": lambda r: r["sokoban"].get("shuffled_sampled_accuracy"),
-    "sokoban sampled: share worked out": lambda r: r["sokoban"].get("sampled_worked"),
-    "sokoban sampled: solve rate worked": lambda r: r["sokoban"].get("sampled_accuracy_worked"),
-    "sokoban sampled: solve rate direct": lambda r: r["sokoban"].get("sampled_accuracy_direct"),
+    **_sampled("sokoban", "solve rate"),
     "format, math tasks (min)": lambda r: min(r[t]["format"] for t in ("arith", "percept", "geometry")),
     "sokoban format": lambda r: r["sokoban"]["format"],
 }
