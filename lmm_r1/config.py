@@ -579,9 +579,9 @@ _TINY_FRE_STAGES = ("fre_text", "fre_multi")
 
 # MGT and Direct-RL on the image tasks get 16 prompts x 8 too, at ~60 s a run: with 4 x 8, 30 MGT steps left
 # held-out percept accuracy about where FRE left it (3 seeds, sampled 0.253 -> 0.272); 16 x 8 raised it on every
-# seed (0.253 -> 0.308; measured, notebook 03). Geometry and Sokoban kept 4 x 8 until builder version 8, when
-# their base solve rates were near chance and the size did not matter; since, all three image tasks' arms are
-# sized alike.
+# seed (0.253 -> 0.308; measured, notebook 03). Geometry and Sokoban kept 4 x 8 before builder version 8 (their
+# base solve rates were near chance, and the size did not matter); since builder 8 all three image tasks' arms
+# are sized alike.
 _TINY_IMAGE = dict(generation_batch_size=128, micro_batch_size=64, train_size=1024)
 _TINY_IMAGE_STAGES = ("mgt_percept", "direct_rl_percept", "mgt_geometry", "direct_rl_geometry", "mgt_sokoban",
                       "direct_rl_sokoban")

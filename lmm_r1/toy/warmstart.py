@@ -26,8 +26,9 @@ report, a warning in the build log) rather than hiding it. Every math answer in 
 working and the format vary); Sokoban's direct answers are guesses (``sokoban.direct_completion`` says why). Rows
 are trained in batches of one shape (``batched_by_shape``). So the model starts RL with the format mostly right
 and a partial held-out accuracy: greedy it answers directly (near chance), sampled it works a share of the
-problems out and is then mostly right, in both modalities and on every task. The held-out properties (``evaluate_tasks``) are written to ``warm_start.json`` in the model folder;
-``data_cards/tiny_model.md`` has them for 5 build seeds x 1 and 2 torch threads.
+problems out and is then mostly right, in both modalities and on every task. The held-out properties
+(``evaluate_tasks``) are written to ``warm_start.json`` in the model folder; ``data_cards/tiny_model.md`` has them
+for 5 build seeds x 1 and 2 torch threads.
 
 It runs as part of ``lmm-r1 tiny-model`` (``lmm_r1.toy.model.build_tiny_model``), its phases and probe checks
 logged as they go; on its own:
@@ -110,8 +111,9 @@ PRACTICE = Phase("practice", rows={"arith": 12000}, learning_rate=1e-3, epochs=3
 # the system prompt and arith's all have it, each probed as it trains: the text skill is kept under the system prompt,
 # which practice never shows (without it: worked arith 30% right after the mixture on a builder 8 trial seed,
 # 17% on a builder 7 one; with no image row under it, one build of ten worked the image tasks out 26-28% right),
-# and with the rows batched by shape (``batched_by_shape``) a step costs ~0.13 s instead of ~0.2. Reading is learned here, before any direct answer is seen; mixed
-# into the mixture from the start, 500 steps left reading at 0.5% (builder 6). The bar is 90%, not practice's 95%:
+# and with the rows batched by shape (``batched_by_shape``) a step costs ~0.13 s instead of ~0.2. Reading is
+# learned here, before any direct answer is seen; mixed into the mixture from the start, 500 steps left reading at
+# 0.5% (builder 6). The bar is 90%, not practice's 95%:
 # four probes of 100 rows swing by several points from check to check. The learning rate is 1e-3: at 1.5e-3 the
 # probes spiked (every probe at once from 0.9-1.0 to 0.4-0.7, again and again, on two of three trial seeds). Near
 # the bar the steps can still be too big to settle: builder 8's third round, seed 1 at one thread, had every skill
@@ -231,9 +233,7 @@ def batched_by_shape(ds, epochs: int, seed: int = 0):
 
 
 def _image_counts(ds) -> list[int]:
-    if "images" not in ds.column_names:
-        return [0] * len(ds)
-    return [len(x) for x in ds.with_format("arrow")["images"].to_pylist()]
+    return [len(x) for x in _encoded_images(ds)] if "images" in ds.column_names else [0] * len(ds)
 
 
 def baselines(task, train_answers: list[str], test, pairs: int = 20_000, seed: int = 0) -> dict[str, float]:

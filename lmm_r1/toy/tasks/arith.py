@@ -1,6 +1,6 @@
 """Arithmetic modulo 7: the text-only math task of the tiny profile's FRE stage (stands in for DeepScaleR-40K).
 
-Two to four operands 0-6 joined by ``+`` and ``*``, bracketed so they are taken left to right, and asked modulo 7. The
+Four operands 0-6 joined by ``+`` and ``*``, bracketed so they are taken left to right, and asked modulo 7. The
 gold answer is written ``$n$`` as in the paper's data, so the real math-verify accuracy reward scores it. Card:
 ``data_cards/arith.md``.
 
@@ -12,10 +12,10 @@ One real row (``make_dataset("train", 1, seed=0)[0]``, system prompt shortened),
 
     {'id': 'arith-train-0-0',
      'prompt': [{'role': 'system', 'content': [{'type': 'text', 'text': 'You are a helpful assistant good at ...'}]},
-                {'role': 'user', 'content': [{'type': 'text', 'text': 'Compute (5 + 1) + 2 modulo 7.'}]}],
+                {'role': 'user', 'content': [{'type': 'text', 'text': 'Compute ((5 + 1) + 2) * 1 modulo 7.'}]}],
      'answer': '$1$'}
-    <think> (5 + 1) + 2. 5 + 1 ≡ 6. 6 + 2 ≡ 1. </think><answer> $1$ </answer>
-    <think> (5 + 1) + 2. </think><answer> $1$ </answer>
+    <think> ((5 + 1) + 2) * 1. 5 + 1 ≡ 6. 6 + 2 ≡ 1. 1 * 1 ≡ 1. </think><answer> $1$ </answer>
+    <think> ((5 + 1) + 2) * 1. </think><answer> $1$ </answer>
 
 Both completions open by restating the expression; the worked one then reduces it. The image task ``percept`` asks
 the same problems with the operands shown only in the image and its completions have the same two shapes, so the
@@ -39,12 +39,12 @@ MODALITY = "text"
 REWARD = "math"
 
 MODULUS = 7
-N_OPERANDS = 4  # percept's (four cells); arith's own problems have 2-4 (OPERAND_COUNTS)
-# arith draws 2, 3 or 4 operands (4 half the time): the worked steps then end at different places, so the warm
-# start's practice teaches the steps wherever they fall and the answer as the last step's result. With four
-# operands only, builder 8's trial models worked geometry's formulas (2-4 operands, a constant last) with wrong
-# facts and copied the answer from the wrong step on one build seed in four (its reading phase never passed).
-OPERAND_COUNTS = (4,)  # experiment H2: four again
+N_OPERANDS = 4
+# The operand count is drawn from OPERAND_COUNTS. Builder 8's trials drew 2-4 (so that the steps would fall
+# where geometry's 2-4-operand formulas put them) and practice then missed its bar at the cap on two trial seeds
+# (2 and 4); geometry's formulas were made four-operand instead. One choice is left, but the draw stays: it
+# consumes the row stream's randomness, and builder 8's rows (the weights, the card's measurements) depend on it.
+OPERAND_COUNTS = (N_OPERANDS,)
 OPERATORS = ("+", "*")
 CONGRUENT = "\u2261"  # ≡: a worked step states a congruence, "3 + 4 ≡ 0", true modulo 7
 
@@ -90,8 +90,8 @@ def steps(expr: str) -> str:
 
 
 def draw_problem(rng: random.Random, n_operands: int | None = None) -> tuple[list[int], list[str]]:
-    """Operands and operators of one problem: ``n_operands`` of them, or 2-4 drawn from ``OPERAND_COUNTS``
-    (``percept``, which shows the operands as an image, asks for ``N_OPERANDS``)."""
+    """Operands and operators of one problem: ``n_operands`` of them (``percept``, which draws no count), or as
+    many as drawn from ``OPERAND_COUNTS`` (arith)."""
     n = n_operands or rng.choice(OPERAND_COUNTS)
     nums = [rng.randrange(MODULUS) for _ in range(n)]
     ops = [rng.choice(OPERATORS) for _ in range(n - 1)]

@@ -62,7 +62,7 @@ SHAPES = ("rectangle", "parallelogram", "triangle", "trapezoid", "quadrilateral"
 # appear in training, and whether the model carries "four times the side" to an unseen side was left to the build
 # seed (a trial build's geometry probe stood at 0.83, the share of test squares, for 1,500 steps).
 # Each problem is drawn in one of 18 ways (the shape moved left, centred or moved right, large or small, on one of
-# three papers): more distinct pictures than the 507 problems, always in the problem's split.
+# three papers): 32,400 distinct rows of 1,800 problems, always in the problem's split.
 SHIFTS = (-2, 0, 2)  # px
 PAPERS = ((255, 255, 255), (235, 235, 225), (225, 235, 245))
 # The shape cell: each shape drawn in its own colour (none of percept's digit colours).
@@ -83,7 +83,7 @@ def formula(fig: dict) -> str:
     """The figure's formula with its measurements, as an arith expression (left to right, modulo 7):
     a trapezoid's area, measurements ``[2, 4, 3]`` -> ``"((2 + 4) * 3) * 4"``; a rectangle's perimeter, ``[2, 6]`` ->
     ``"((2 + 6) + 2) + 6"``."""
-    n, ops = FORMULAS[fig["kind"]][fig["shape"]]
+    _, ops = FORMULAS[fig["kind"]][fig["shape"]]
     return arith.expression(_operands(fig), ops)
 
 
