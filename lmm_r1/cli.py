@@ -1,6 +1,6 @@
 """The ``lmm-r1`` command.
 
-    lmm-r1 tiny-model [--out DIR] [--seed N] [--no-warm-start] [--force]
+    lmm-r1 tiny-model [--rebuild] [--out DIR] [--seed N] [--no-warm-start] [--ship]
     lmm-r1 run --profile NAME [--only NN]
     lmm-r1 train ...   (grpo.py)
     lmm-r1 eval ...    (evaluate.py)
@@ -13,16 +13,34 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 
 # Modules that add their own subcommands; each defines register_cli(subparsers).
 COMMAND_MODULES = ("lmm_r1.grpo", "lmm_r1.evaluate", "lmm_r1.sokoban_levels")
 
 
 def _tiny_model(args: argparse.Namespace) -> int:
-    from lmm_r1.toy.model import build_tiny_model
+    from lmm_r1.toy import model as toy_model
 
-    path = build_tiny_model(args.out, seed=args.seed, warm_start=not args.no_warm_start, force=args.force,
-                            log=lambda line: print(line, file=sys.stderr, flush=True))
+    log = toy_model.print_progress
+    if args.ship:
+        import tempfile
+
+        if args.out or args.seed != toy_model.SHIPPED_SEED or args.no_warm_start:
+            raise ValueError("--ship builds the default model (seed 0, warm-started) itself: drop --out, --seed "
+                             "and --no-warm-start")
+        before = toy_model.shipped_record().get("weights_sha256")
+        with tempfile.TemporaryDirectory() as tmp:
+            built = toy_model.build_tiny_model(Path(tmp) / "model", seed=toy_model.SHIPPED_SEED, log=log)
+            record = toy_model.ship(built)
+        same = "the same weights as" if record["weights_sha256"] == before else "other weights than"
+        print(f"shipped {toy_model.SHIPPED_DIR}: {same} the copy it replaced (SHA-256 "
+              f"{record['weights_sha256'][:12]}...); measure the README's and the cards' toy numbers again if "
+              "they changed", file=sys.stderr)
+        print(toy_model.SHIPPED_DIR)
+        return 0
+    path = toy_model.build_tiny_model(args.out, seed=args.seed, warm_start=not args.no_warm_start,
+                                      force=args.rebuild, log=log)
     print(path)
     return 0
 
@@ -30,7 +48,8 @@ def _tiny_model(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from lmm_r1.runner import run_profile
 
-    executed = run_profile(args.profile, only=args.only, results_dir=args.results_dir)
+    executed = run_profile(args.profile, only=args.only, results_dir=args.results_dir,
+                           fail_on_warnings=args.fail_on_warnings)
     print("executed notebooks and run records:")
     for path in executed:
         print(f"  {path}")
@@ -43,17 +62,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lmm-r1", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("tiny-model", help="build the embedded tiny Qwen2.5-VL (offline, cached)")
-    p.add_argument("--out", default=None, help="folder to build into (default: the cache folder, reused)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-warm-start", action="store_true", help="skip the supervised warm start")
-    p.add_argument("--force", action="store_true", help="rebuild even if a current build exists")
+    p = sub.add_parser("tiny-model", help="the embedded tiny Qwen2.5-VL: the shipped default, or a build (offline)")
+    p.add_argument("--out", default=None, help="build into this folder (default: the cache folder, reused)")
+    p.add_argument("--seed", type=int, default=0, help="build seed (any seed but 0 builds into the cache)")
+    p.add_argument("--no-warm-start", action="store_true", help="build random weights (seconds)")
+    p.add_argument("--rebuild", "--force", action="store_true",
+                   help="build the default recipe from scratch (minutes) instead of using the shipped copy")
+    p.add_argument("--ship", action="store_true",
+                   help="(developers) build the default model from scratch and replace the shipped copy with it")
     p.set_defaults(func=_tiny_model)
 
     p = sub.add_parser("run", help="execute the numbered notebooks headless with a parameter profile")
     p.add_argument("--profile", required=True, help="notebooks/params/<notebook>.<profile>.yaml")
     p.add_argument("--only", default=None, help="run one notebook, by number (e.g. 02)")
     p.add_argument("--results-dir", default=None, help="default: results/ (or $LMM_R1_RESULTS)")
+    p.add_argument("--fail-on-warnings", action="store_true",
+                   help="a warning on stderr in an executed notebook fails the run (default: reported)")
     p.set_defaults(func=_run)
 
     for name in COMMAND_MODULES:

@@ -104,9 +104,11 @@ class StageConfig:
     task: Literal["arith", "percept", "geometry", "sokoban"]
     """Offline task (``lmm_r1.toy.tasks.TASKS``) that defines the reward kind and, when ``dataset`` is None, the data."""
     dataset: str | None = None
-    """None: generate ``train_size`` rows of ``task``; else a paper data set (``lmm_r1.data``) or a JSONL path."""
+    """None: generate ``train_size`` rows of ``task``; else a paper data set (``lmm_r1.data``), or the path of a
+    message-JSONL file (ending in ``.jsonl``: ``lmm_r1.data.load_message_jsonl``; ``task`` still picks the reward)."""
     data_dir: str | None = None
-    """Download cache for the paper data sets (``lmm_r1.data.load_paper_dataset``); None: the hub's default."""
+    """Download cache for the paper data sets (``lmm_r1.data.load_paper_dataset``; None: the hub's default); for
+    a JSONL path, the folder its image paths are re-rooted to (None: as written, or beside the file)."""
     train_size: int = 0
     """Training prompts: rows generated for an offline task, or the first N of a paper data set (0 = all)."""
     system_prompt: Literal["r1", "sokoban", "none"] = "r1"

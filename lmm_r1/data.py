@@ -115,15 +115,30 @@ def fetch_paper_dataset(name: str, cache_dir: str | Path | None = None,
     jsonl = download(spec.message_file)
     if spec.image_archive is None:
         return jsonl, None
-    archive = download(spec.image_archive)
+    return jsonl, unpack_images(download(spec.image_archive))
+
+
+def unpack_images(archive: str | Path) -> Path:
+    """Unpack an image tarball once, into ``<archive stem>_unpacked/`` beside it, and return that folder.
+
+    Every rank of a launch gets here at once: one unpacks (VerMulti's 2.44 GB takes minutes) while the others
+    wait on a file lock, then find it complete. Without the lock a fast rank validated images a slower rank was
+    still rewriting. A folder without its ``.complete`` mark (a killed unpack) is unpacked again.
+    """
+    from filelock import FileLock
+
+    archive = Path(archive)
     root = archive.parent / (archive.name.removesuffix(".tar.gz") + "_unpacked")
     done = root / ".complete"
-    if not done.exists():
-        root.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(archive) as tar:
-            tar.extractall(root, filter="data")  # "data" refuses absolute paths and links out of root
-        done.touch()
-    return jsonl, root
+    if done.exists():
+        return root
+    with FileLock(str(root) + ".lock"):
+        if not done.exists():
+            root.mkdir(parents=True, exist_ok=True)
+            with tarfile.open(archive) as tar:
+                tar.extractall(root, filter="data")  # "data" refuses absolute paths and links out of root
+            done.touch()
+    return root
 
 
 def load_paper_dataset(name: str, system_prompt: str | None = "r1", image_root: str | Path | None = None,

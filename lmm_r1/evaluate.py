@@ -190,7 +190,7 @@ def evaluate(model: str | Path, benchmarks: Sequence[str] = DEFAULT_TASK_SETS, *
              **kwargs) -> EvalRun:
     """Load ``model`` (folder, hub id or ``"tiny"``), evaluate it, and write its run record."""
     from lmm_r1 import fidelity
-    from lmm_r1.models import load_model, load_processor
+    from lmm_r1.models import inference_device, load_model, load_processor
     from lmm_r1.results import write_run_record
 
     if backend not in ("transformers", "vllm"):
@@ -211,7 +211,7 @@ def evaluate(model: str | Path, benchmarks: Sequence[str] = DEFAULT_TASK_SETS, *
         if quiet:  # one "Loading weights" bar per checkpoint would bury a notebook's output
             hf_logging.disable_progress_bar()
         try:
-            llm, hf_model = None, load_model(path)
+            llm, hf_model = None, load_model(path, device=inference_device())
         finally:
             if quiet:
                 hf_logging.enable_progress_bar()

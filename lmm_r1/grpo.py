@@ -94,6 +94,9 @@ def check_hardware(cfg: StageConfig) -> None:
 
     if cfg.needs_gpu and not torch.cuda.is_available():
         needs = [what for what, on in (("bf16", cfg.bf16), ("vLLM rollouts (use_vllm)", cfg.use_vllm)) if on]
+        problem = cuda_problem()
+        if problem:
+            raise HardwareError(f"{cfg.stage} ({cfg.preset} preset) needs CUDA for {' and '.join(needs)}: {problem}")
         raise HardwareError(
             f"{cfg.stage} ({cfg.preset} preset) needs CUDA GPUs for {' and '.join(needs)}, and this machine has "
             "none. The paper runs take one node of 8 x 80 GB GPUs (A100/H100), bf16, DeepSpeed ZeRO-3 and vLLM "
@@ -102,6 +105,36 @@ def check_hardware(cfg: StageConfig) -> None:
     if cfg.use_vllm and importlib.util.find_spec("vllm") is None:
         raise HardwareError("use_vllm=True but vllm is not installed: `pip install .[gpu]` on the GPU server, "
                             "or --set use_vllm=false to generate with transformers (slow for long rollouts)")
+
+
+NVIDIA_DRIVER = Path("/proc/driver/nvidia/version")
+
+
+def cuda_problem() -> str | None:
+    """Why torch sees no GPU on a machine that has NVIDIA's driver loaded, or None (no driver: no GPU here).
+
+    The usual cause on a GPU node: a torch wheel built for a newer CUDA than the node's driver supports, which
+    makes ``torch.cuda.is_available()`` False with only a warning; "this machine has no GPU" would send the user
+    looking for the wrong thing."""
+    import warnings
+
+    import torch
+
+    if not NVIDIA_DRIVER.is_file():
+        return None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if torch.cuda.is_available():
+            return None
+    driver = NVIDIA_DRIVER.read_text().splitlines()[0].strip() if NVIDIA_DRIVER.read_text() else "?"
+    said = "; ".join(str(w.message).strip().splitlines()[0] for w in caught) or "no message"
+    if torch.version.cuda is None:
+        return (f"this machine has NVIDIA's driver ({driver}) but torch {torch.__version__} is a CPU-only build: "
+                "install a CUDA build of torch==2.13.0 for the node's driver")
+    return (f"this machine has NVIDIA's driver ({driver}), but torch {torch.__version__}, built for CUDA "
+            f"{torch.version.cuda}, cannot use it ({said}). The driver is most likely older than CUDA "
+            f"{torch.version.cuda} needs: install the torch==2.13.0 build for the CUDA version `nvidia-smi` shows, "
+            "or update the driver")
 
 
 def world_size() -> int:
@@ -131,20 +164,35 @@ def gradient_accumulation_steps(cfg: StageConfig, processes: int) -> int:
     return cfg.completions_per_update // per_pass
 
 
+def _init_stage(cfg: StageConfig) -> str | None:
+    """The stage whose run ``init_from`` names, or None when it is a folder."""
+    if cfg.init_from is None or Path(cfg.init_from).exists():
+        return None
+    try:
+        return canonical_stage(cfg.init_from)
+    except ConfigError:
+        return None
+
+
+def init_path(cfg: StageConfig, *, profile: str | None = None, results_dir: str | Path | None = None) -> str:
+    """Where the policy starts, unchecked: ``init_from``'s folder (a stage name -> that stage's run with the same
+    profile and seed), else ``model`` as given ("tiny" stays "tiny"). ``resolve_init`` checks it."""
+    stage = _init_stage(cfg)
+    if stage is not None:
+        return str(run_dir(profile or cfg.preset, f"{stage}_seed{cfg.seed}", results_dir) / MODEL_DIR)
+    return cfg.init_from if cfg.init_from is not None else cfg.model
+
+
 def resolve_init(cfg: StageConfig, *, profile: str, results_dir: str | Path | None = None) -> str:
     """The folder or hub id the policy starts from: ``init_from`` if set (a stage name -> that stage's run with
     the same profile and seed), else ``model`` ("tiny" -> the default warm-started tiny model)."""
     if cfg.init_from is not None:
-        try:
-            stage = canonical_stage(cfg.init_from)
-        except ConfigError:
-            stage = None
-        if stage is not None and not Path(cfg.init_from).exists():
-            path = run_dir(profile, f"{stage}_seed{cfg.seed}", results_dir) / MODEL_DIR
+        stage = _init_stage(cfg)
+        path = Path(init_path(cfg, profile=profile, results_dir=results_dir))
+        if stage is not None:
             how = (f"run `lmm-r1 train --stage {stage} --preset {cfg.preset} --seed {cfg.seed}` first "
                    f"(or notebook 02), or point init_from at a model folder")
         else:
-            path = Path(cfg.init_from)
             how = "init_from must be a model folder written by a previous stage (it holds config.json and weights)"
         from lmm_r1.models import is_model_dir
 
@@ -232,7 +280,10 @@ def load_train_dataset(cfg: StageConfig, processor):
     else:
         from lmm_r1 import data
 
-        ds = data.load_paper_dataset(cfg.dataset, system_prompt=cfg.system_prompt, cache_dir=cfg.data_dir)
+        if is_jsonl_path(cfg.dataset):  # the researcher's own message JSONL; data_dir re-roots its images
+            ds = data.load_message_jsonl(cfg.dataset, image_root=cfg.data_dir, system_prompt=cfg.system_prompt)
+        else:
+            ds = data.load_paper_dataset(cfg.dataset, system_prompt=cfg.system_prompt, cache_dir=cfg.data_dir)
         if cfg.train_size:
             ds = ds.select(range(min(cfg.train_size, len(ds))))
     source = cfg.dataset or f"the generated {cfg.task!r} task"
@@ -244,6 +295,11 @@ def load_train_dataset(cfg: StageConfig, processor):
                         f"max_prompt_length={cfg.max_prompt_length} tokens; raise max_prompt_length or "
                         "lower max_pixels")
     return ds, dropped
+
+
+def is_jsonl_path(dataset: str) -> bool:
+    """``StageConfig.dataset`` names a message-JSONL file rather than a paper data set."""
+    return dataset.endswith(".jsonl")
 
 
 def _sokoban_levels(cfg: StageConfig):
@@ -399,6 +455,8 @@ def build_trainer(cfg: StageConfig, *, output_dir: str | Path, profile: str | No
     check_hardware(cfg)
     processes = world_size()
     gradient_accumulation_steps(cfg, processes)  # batch arithmetic fails before any loading
+    if cfg.dataset and is_jsonl_path(cfg.dataset) and not Path(cfg.dataset).is_file():
+        raise DataError(f"dataset={cfg.dataset!r}: no such message-JSONL file")
     source = resolve_init(cfg, profile=profile or cfg.preset, results_dir=results_dir)
     funcs, weights = reward_setup(cfg)
     # GRPOConfig first: under ZeRO-3 it must exist before the model loads (weights are partitioned at load).
@@ -429,7 +487,8 @@ def pixel_limits(cfg: StageConfig) -> dict[str, int]:
     return {"min_pixels": cfg.min_pixels, "max_pixels": cfg.max_pixels}
 
 
-def vllm_serve_command(cfg: StageConfig, model: str | None = None, gpus: str = "4,5,6,7") -> str:
+def vllm_serve_command(cfg: StageConfig, model: str | None = None, gpus: str = "4,5,6,7", *,
+                       profile: str | None = None, results_dir: str | Path | None = None) -> str:
     """The ``trl vllm-serve`` command for a server-mode run of ``cfg``: the stage's starting model, a context
     for the longest prompt and completion, and the stage's pixel limits (TRL forwards unknown arguments to
     ``vllm serve``, trl scripts/vllm_serve.py:195-276; without them the server uses the folder's processor
@@ -437,13 +496,7 @@ def vllm_serve_command(cfg: StageConfig, model: str | None = None, gpus: str = "
     import shlex
 
     limits = json.dumps(pixel_limits(cfg))
-    if model is None and cfg.init_from is not None:  # a stage name means that stage's run folder
-        try:
-            stage = canonical_stage(cfg.init_from)
-        except ConfigError:
-            stage = None
-        model = cfg.init_from if stage is None else str(run_dir(cfg.preset, f"{stage}_seed{cfg.seed}") / MODEL_DIR)
-    model = model or cfg.model
+    model = model or init_path(cfg, profile=profile, results_dir=results_dir)
     return (f"CUDA_VISIBLE_DEVICES={gpus} trl vllm-serve --model {shlex.quote(str(model))} "
             f"--max_model_len {cfg.max_prompt_length + cfg.max_completion_length} "
             f"--gpu_memory_utilization 0.9 --mm-processor-kwargs {shlex.quote(limits)}")
@@ -607,26 +660,111 @@ def train(cfg: StageConfig, *, results_dir: str | Path | None = None, profile: s
     return json.loads(path.read_text())
 
 
-def launch(cfg: StageConfig, *, accelerate_config: str | Path, results_dir: str | Path | None = None,
-           profile: str | None = None, existing: str = "resume") -> dict[str, Any]:
-    """Run ``train(cfg)`` under ``accelerate launch`` (several GPUs, DeepSpeed) from a notebook or script, and
-    return its run record. The exact config travels as a JSON file, so the launched run is this config."""
-    import tempfile
-
-    profile = profile or cfg.preset
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump({"config": _config_json(cfg), "sources": cfg.sources}, f)
-    cmd = ["accelerate", "launch", "--config_file", str(accelerate_config), "-m", "lmm_r1.cli", "train",
-           "--config", f.name, "--profile", profile]
+def _cli_train(cfg: StageConfig, config_file: str, *, profile: str, results_dir: str | Path | None,
+               existing: str) -> list[str]:
+    """``python -m lmm_r1.cli train`` for ``cfg`` (written to ``config_file`` by ``_write_config``), this
+    interpreter's: the launched run is exactly this config, in this environment."""
+    cmd = ["-m", "lmm_r1.cli", "train", "--config", config_file, "--profile", profile]
     if results_dir is not None:
         cmd += ["--results-dir", str(results_dir)]
     if existing == "overwrite":
         cmd.append("--overwrite")
+    return cmd
+
+
+def _write_config(cfg: StageConfig) -> str:
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump({"config": _config_json(cfg), "sources": cfg.sources}, f)
+    return f.name
+
+
+def launch(cfg: StageConfig, *, accelerate_config: str | Path, results_dir: str | Path | None = None,
+           profile: str | None = None, existing: str = "resume") -> dict[str, Any]:
+    """Run ``train(cfg)`` under ``accelerate launch`` (several GPUs, DeepSpeed) from a notebook or script, and
+    return its run record. The exact config travels as a JSON file, so the launched run is this config."""
+    profile = profile or cfg.preset
+    config_file = _write_config(cfg)
+    # this interpreter's accelerate (not whichever is first on PATH), and its output line by line to our stdout:
+    # a notebook cell shows the launched run's progress, and a failure's traceback lands where the user looks
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(accelerate_config),
+           *_cli_train(cfg, config_file, profile=profile, results_dir=results_dir, existing=existing)]
     try:
-        subprocess.run(cmd, check=True, cwd=Path(__file__).resolve().parent.parent)
+        with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                              text=True, bufsize=1, cwd=Path(__file__).resolve().parent.parent) as proc:
+            tail: list[str] = []
+            for line in proc.stdout:
+                print(line, end="", flush=True)
+                tail = (tail + [line])[-40:]
+        if proc.returncode:
+            raise RuntimeError(f"{cfg.run_name}: `{' '.join(cmd)}` exited with {proc.returncode}; its last lines:\n"
+                               + "".join(tail))
     finally:
-        os.unlink(f.name)
+        os.unlink(config_file)
     return json.loads((run_dir(profile, cfg.run_name, results_dir) / "metrics.json").read_text())
+
+
+TRAIN_LOG = "train.log"
+
+
+def default_jobs() -> int:
+    """Runs side by side on this machine: one per core this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def train_runs(configs: dict[Any, StageConfig], *, results_dir: str | Path | None = None,
+               profile: str | None = None, existing: str = "resume", jobs: int = 1, threads: int = 1,
+               accelerate_config: str | Path | None = None, log=None) -> dict[Any, dict[str, Any]]:
+    """Train independent runs (seeds, arms) and return their records, keyed as ``configs``.
+
+    ``accelerate_config``: one after another, each launched on every GPU (``launch``). Else ``jobs=1``: one
+    after another in this process (``train``). Else up to ``jobs`` runs at once (0: ``default_jobs()``), each
+    its own process (``python -m lmm_r1.cli train``) with ``threads`` torch threads: a tiny run is mostly
+    Python overhead, which one core serves, so two runs on two cores take little longer than one. A run's
+    result depends on its config and its thread count, never on what runs beside it (tested). Each process
+    writes ``<run>/train.log``; a failed run raises with its tail once the others have finished.
+    """
+    if accelerate_config:
+        return {k: launch(c, accelerate_config=accelerate_config, results_dir=results_dir, profile=profile,
+                          existing=existing) for k, c in configs.items()}
+    jobs = jobs or default_jobs()
+    if jobs == 1:
+        return {k: train(c, results_dir=results_dir, profile=profile, existing=existing)
+                for k, c in configs.items()}
+    profile_of = {k: profile or c.preset for k, c in configs.items()}
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+           "TOKENIZERS_PARALLELISM": "false"}
+    if results_dir is not None:
+        env["LMM_R1_RESULTS"] = str(results_dir)
+    waiting, running, failed = list(configs), {}, []
+    while waiting or running:
+        while waiting and len(running) < jobs:
+            key = waiting.pop(0)
+            folder = run_dir(profile_of[key], configs[key].run_name, results_dir)
+            folder.mkdir(parents=True, exist_ok=True)
+            config_file = _write_config(configs[key])
+            out = open(folder / TRAIN_LOG, "a")
+            cmd = [sys.executable, *_cli_train(configs[key], config_file, profile=profile_of[key],
+                                               results_dir=results_dir, existing=existing)]
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+            running[key] = (proc, out, config_file, folder, time.perf_counter())
+        time.sleep(0.2)
+        for key, (proc, out, config_file, folder, start) in list(running.items()):
+            if proc.poll() is None:
+                continue
+            out.close()
+            os.unlink(config_file)
+            del running[key]
+            if proc.returncode:
+                tail = (folder / TRAIN_LOG).read_text()[-3000:]
+                failed.append(f"{configs[key].run_name} (exit {proc.returncode}, log {folder / TRAIN_LOG}):\n{tail}")
+            elif log:
+                log(f"{configs[key].run_name}: done in {time.perf_counter() - start:.0f} s")
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(configs)} runs failed:\n" + "\n".join(failed))
+    return {k: json.loads((run_dir(profile_of[k], c.run_name, results_dir) / "metrics.json").read_text())
+            for k, c in configs.items()}
 
 
 @dataclass
@@ -707,7 +845,7 @@ def _train_command(args) -> int:
         raise ConfigError(f"--stage is required; stages: {', '.join(STAGES)}")
     cfg = config_from_args(args)
     if args.vllm_serve_command:
-        print(vllm_serve_command(cfg))
+        print(vllm_serve_command(cfg, profile=args.profile, results_dir=args.results_dir))
         return 0
     if args.dry_run:
         sources = cfg.sources

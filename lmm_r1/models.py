@@ -61,12 +61,22 @@ def load_processor(name_or_path: str | Path, min_pixels: int | None = None, max_
     return processor
 
 
-def load_model(name_or_path: str | Path, dtype: torch.dtype | str = "auto", device_map=None):
-    """AutoModelForImageTextToText from a hub id (GPU servers) or a local folder."""
+def inference_device() -> str:
+    """Where a model that generates outside the trainer belongs: the GPU when there is one. Without this a 3B
+    model on a GPU node generated on its CPU, for hours, with no error (notebook 01, ``lmm-r1 eval``)."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_model(name_or_path: str | Path, dtype: torch.dtype | str = "auto", device_map=None,
+               device: str | None = None):
+    """AutoModelForImageTextToText from a hub id (GPU servers) or a local folder; ``device``: moved there."""
     from transformers import AutoModelForImageTextToText
 
-    return AutoModelForImageTextToText.from_pretrained(str(name_or_path), dtype=dtype, device_map=device_map)
+    model = AutoModelForImageTextToText.from_pretrained(str(name_or_path), dtype=dtype, device_map=device_map)
+    return model.to(device) if device is not None else model
 
 
-def load_model_and_processor(name_or_path: str | Path, **processor_kwargs):
-    return load_model(name_or_path), load_processor(name_or_path, **processor_kwargs)
+def load_model_and_processor(name_or_path: str | Path, device: str | None = "auto", **processor_kwargs):
+    """Model and processor for generation; ``device="auto"``: ``inference_device()``."""
+    device = inference_device() if device == "auto" else device
+    return load_model(name_or_path, device=device), load_processor(name_or_path, **processor_kwargs)

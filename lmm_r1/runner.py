@@ -32,6 +32,7 @@ _TYPES: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "st
 # What a student must never have to read in an executed notebook (``output_problems``).
 _RAW_REPR = re.compile(r"<(?:[A-Za-z_][\w.]*\.)?[A-Za-z_]\w* (?:object at 0x[0-9a-f]+|object|image mode=\w+ size=\d+x\d+)")
 _WARNING = re.compile(r"\b\w*Warning\b|\bwarn\(")
+WARNING_PROBLEM = "a warning on stderr"
 _LOSS_TABLE = re.compile(r"<th>\s*Training Loss\s*</th>|<th>\s*Step\s*</th>")
 
 
@@ -67,7 +68,7 @@ def output_problems(notebook: str | Path) -> list[str]:
             if kind == "stream":
                 # a fired sentinel (lmm_r1.sentinels) is a finding about the run, shown and recorded, not a defect
                 if out.get("name") == "stderr" and set(_WARNING.findall(out.get("text", ""))) - {"SentinelWarning"}:
-                    problems.append(f"cell {i}: a warning on stderr: {out['text'].strip()[:160]}")
+                    problems.append(f"cell {i}: {WARNING_PROBLEM}: {out['text'].strip()[:160]}")
                 continue
             data = out.get("data", {})
             plain = data.get("text/plain", "")
@@ -131,8 +132,10 @@ def load_params(notebook: Path, profile: str, params_dir: Path = PARAMS_DIR) -> 
             raise RunError(f"{path}: unknown parameter {key!r} (the notebook {notebook.name} declares: "
                            f"{', '.join(sorted(declared))})")
         kind = _declared_type(declared[key])
-        expected = _TYPES.get(kind)
-        wrong_bool = isinstance(value, bool) and kind in ("int", "float")
+        # an annotation "Union[bool, str]" (papermill reads no `bool | str`) accepts either type
+        kinds = [k.strip() for k in kind[len("Union["):-1].split(",")] if kind.startswith("Union[") else [kind]
+        expected = sum((_TYPES.get(k, ()) for k in kinds), ()) or None
+        wrong_bool = isinstance(value, bool) and not {"bool"} & set(kinds) and {"int", "float"} & set(kinds)
         if expected and value is not None and (wrong_bool or not isinstance(value, expected)):
             raise RunError(f"{path}: parameter {key!r} should be {kind} (as in {notebook.name}), "
                            f"got {type(value).__name__} {value!r}")
@@ -141,8 +144,18 @@ def load_params(notebook: Path, profile: str, params_dir: Path = PARAMS_DIR) -> 
 
 def run_profile(profile: str, only: str | None = None, results_dir: str | Path | None = None,
                 notebook_dir: Path = NOTEBOOK_DIR, params_dir: Path = PARAMS_DIR,
-                kernel_name: str | None = None, progress_bar: bool = True) -> list[Path]:
-    """Execute the numbered notebooks with ``profile``; return the executed copies under ``results/<profile>/``."""
+                kernel_name: str | None = None, progress_bar: bool = True, fail_on_warnings: bool = False,
+                log=None) -> list[Path]:
+    """Execute the numbered notebooks with ``profile``; return the executed copies under ``results/<profile>/``.
+
+    A notebook that raises stops the run (the next ones read its results). Defects in the outputs of a notebook
+    that ran (``output_problems``) do not stop the next notebook: they are raised together once every notebook
+    has run, so a multi-day notebook 02 never keeps 03 from starting. A warning on stderr is only reported
+    (through ``log``, default stderr), unless ``fail_on_warnings``: torch, vLLM and DeepSpeed warn on GPU nodes.
+    """
+    import sys
+
+    log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -163,7 +176,7 @@ def run_profile(profile: str, only: str | None = None, results_dir: str | Path |
     # Kernels inherit the environment: records written by library code land in the same results root.
     saved = os.environ.get("LMM_R1_RESULTS")
     os.environ["LMM_R1_RESULTS"] = str(root)
-    executed = []
+    executed, defects = [], []
     try:
         for nb, params in plan:
             out = out_dir / nb.name
@@ -175,10 +188,16 @@ def run_profile(profile: str, only: str | None = None, results_dir: str | Path |
                 raise RunError(f"notebook {nb.name} failed in cell {e.cell_index} (In [{e.exec_count}]): "
                                f"{e.ename}: {e.evalue}\nthe partly executed notebook is kept at {out}") from None
             problems = output_problems(out)
-            if problems:  # a notebook a student cannot read is a failed run too
-                raise RunError(f"notebook {nb.name} ran, but its outputs have {len(problems)} defect(s) "
+            warned = [p for p in problems if WARNING_PROBLEM in p]
+            if warned and not fail_on_warnings:
+                log(f"notebook {nb.name}: {len(warned)} warning(s) on stderr, kept in {out}:\n  " + "\n  ".join(warned))
+                problems = [p for p in problems if p not in warned]
+            if problems:  # a notebook a student cannot read is a failed run too, once the others have run
+                defects.append(f"notebook {nb.name} ran, but its outputs have {len(problems)} defect(s) "
                                f"({out}):\n  " + "\n  ".join(problems))
             executed.append(out)
+        if defects:
+            raise RunError("\n".join(defects))
     finally:
         if saved is None:
             os.environ.pop("LMM_R1_RESULTS", None)

@@ -249,3 +249,50 @@ def test_prompt_length_counts_image_tokens_exactly(random_tiny_model, tmp_path):
     assert dropped == 1 and kept["answer"] == ["$3$", "$3$"] and len(kept[0]["images"]) == 1
     with pytest.raises(ValueError, match="max_prompt_length"):
         data.filter_by_prompt_length(ds, processor, 0)
+
+
+def _unpack_at_once(archive, start, said, returned):
+    # one of the ranks below: waits for the other, then unpacks the same tarball, noting each extraction
+    import tarfile
+
+    extract = tarfile.TarFile.extractall
+
+    def noted(self, *args, **kwargs):
+        said.append("extract")
+        return extract(self, *args, **kwargs)
+
+    tarfile.TarFile.extractall = noted
+    start.wait(timeout=60)
+    returned.append(str(data.unpack_images(archive)))
+
+
+def test_ranks_unpacking_the_image_tarball_at_once_unpack_it_once(tmp_path):
+    """Every rank of a launch fetches VerMulti at the same moment: one unpacks, the others wait for the complete
+    folder (without the lock each rewrote the images another was already validating)."""
+    import multiprocessing
+    import tarfile
+
+    src = tmp_path / "src"
+    for i in range(20):
+        _png(src / "mathv60k" / "images" / f"{i}.png", (i * 10, 0, 0))
+    archive = tmp_path / "hub" / "mathv_img.tar.gz"
+    archive.parent.mkdir()
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(src / "mathv60k", arcname="mathv60k")
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Manager() as manager:
+        start, said, returned = manager.Barrier(2), manager.list(), manager.list()
+        procs = [ctx.Process(target=_unpack_at_once, args=(archive, start, said, returned)) for _ in range(2)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(timeout=120)
+        assert [p.exitcode for p in procs] == [0, 0]
+        assert list(said) == ["extract"], list(said)
+        root = tmp_path / "hub" / "mathv_img_unpacked"
+        assert list(returned) == [str(root)] * 2
+    assert (root / ".complete").exists() and len(list((root / "mathv60k" / "images").glob("*.png"))) == 20
+    # an unpack killed before its mark is done again
+    (root / ".complete").unlink()
+    (root / "mathv60k" / "images" / "0.png").unlink()
+    assert data.unpack_images(archive) == root and (root / "mathv60k" / "images" / "0.png").is_file()

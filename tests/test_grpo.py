@@ -219,3 +219,70 @@ def test_tiny_fre_preset_raises_held_out_accuracy_and_format(tiny_model, tmp_pat
     assert after["eval/arith/accuracy"] >= before["eval/arith/accuracy"] + 0.3, (before, after)
     assert after["eval/arith/sampled_format"] >= before["eval/arith/sampled_format"] + 0.1, (before, after)
     assert after["eval/arith/completion_tokens"] > before["eval/arith/completion_tokens"], (before, after)
+
+
+def test_a_dataset_given_as_a_jsonl_path_trains(tiny_model, tmp_path):
+    """Researchers train on their own message JSONL (StageConfig.dataset's docstring); it once raised 'unknown
+    paper data set'. The rows are the arith task's, written in the paper's format (``message`` a JSON string)."""
+    from lmm_r1.toy.tasks import TASKS
+
+    rows = TASKS["arith"].make_dataset("train", 40, seed=0)
+    path = tmp_path / "mine.jsonl"
+    with path.open("w") as f:
+        for row in rows:
+            user = [m for m in row["prompt"] if m["role"] == "user"]
+            f.write(json.dumps({"message": json.dumps(user), "answer": row["answer"]}) + "\n")
+    record = train(small("fre_text", dataset=str(path), train_size=32), results_dir=tmp_path)
+    assert record["n_train_prompts"] == 32 and record["global_step"] == 2
+    assert record["metrics"]["train/reward/accuracy/last"] > 0  # gold answers were read and scored
+    with pytest.raises(DataError, match=r"dataset='.*nosuch\.jsonl': no such message-JSONL file"):
+        build_trainer(small("fre_text", dataset=str(tmp_path / "nosuch.jsonl")), output_dir=tmp_path / "o")
+
+
+def test_launch_runs_this_interpreters_accelerate_and_shows_its_output(tiny_model, tmp_path, capfd, monkeypatch):
+    """``grpo.launch`` (notebooks 02/03 with accelerate_config) runs ``accelerate launch`` through this
+    interpreter, not whichever ``accelerate`` is first on PATH, and the launched run's output reaches the caller
+    (a notebook cell). Here: one CPU process, two tiny steps."""
+    from lmm_r1.grpo import launch
+
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no venv on PATH: a bare `accelerate` would not be found
+    config = tmp_path / "cpu.yaml"
+    config.write_text("compute_environment: LOCAL_MACHINE\ndistributed_type: 'NO'\nnum_processes: 1\n"
+                      "num_machines: 1\nmachine_rank: 0\nmixed_precision: 'no'\nuse_cpu: true\n")
+    record = launch(small("fre_text", seed=4), accelerate_config=config, results_dir=tmp_path)
+    assert record["name"] == "fre_text_seed4" and record["global_step"] == 2
+    out = capfd.readouterr().out
+    assert "fre_text_seed4" in out and "record:" in out  # the launched `lmm-r1 train`'s own lines
+    with pytest.raises(RuntimeError, match=r"mgt_percept_seed4: .* exited with 1; its last lines:(?s:.*)lmm-r1 train: error: init_from="):
+        launch(small("mgt_percept", seed=4, init_from="/no/such/model"), accelerate_config=config,
+               results_dir=tmp_path)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-usable-GPU errors")
+def test_a_driver_older_than_torchs_cuda_is_named_not_a_missing_gpu(tmp_path, monkeypatch):
+    """With CUDA wheels newer than the node's driver, torch.cuda.is_available() is False with only a warning;
+    the kit says that, not 'this machine has none'. The driver file and torch's answers are stood in for:
+    this machine has no GPU (the real check runs in scripts/gpu_check.sh)."""
+    import warnings
+
+    from lmm_r1 import grpo
+
+    assert grpo.cuda_problem() is None or grpo.NVIDIA_DRIVER.is_file()  # no driver here: no GPU, no problem
+    driver = tmp_path / "version"
+    driver.write_text("NVRM version: NVIDIA UNIX x86_64 Kernel Module  525.147.05\nGCC version: 12\n")
+    monkeypatch.setattr(grpo, "NVIDIA_DRIVER", driver)
+
+    def unavailable():
+        warnings.warn("CUDA initialization: The NVIDIA driver on your system is too old (found version 12000).")
+        return False
+
+    monkeypatch.setattr(torch.cuda, "is_available", unavailable)
+    monkeypatch.setattr(torch.version, "cuda", "12.8")
+    with pytest.raises(HardwareError, match=r"needs CUDA for bf16 and vLLM rollouts \(use_vllm\): this machine has "
+                                            r"NVIDIA's driver \(NVRM .*525\.147\.05\), but torch .* built for CUDA "
+                                            r"12\.8, cannot use it \(CUDA initialization: The NVIDIA driver on your "
+                                            r"system is too old"):
+        train(preset("fre_text", "paper"), results_dir=tmp_path)
+    monkeypatch.setattr(torch.version, "cuda", None)
+    with pytest.raises(HardwareError, match="a CPU-only build"):
+        train(preset("fre_text", "paper"), results_dir=tmp_path)

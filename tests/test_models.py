@@ -136,3 +136,94 @@ def test_loads_with_torchvision_including_video_processor(random_tiny_model):
     processor = models.load_processor(random_tiny_model)
     assert type(processor.video_processor).__name__ == "Qwen2VLVideoProcessor"
     assert processor.video_processor.size == processor.image_processor.size
+
+
+def test_the_default_model_is_the_shipped_copy(tmp_path, monkeypatch):
+    """Every default use (``model: tiny``, ``lmm-r1 tiny-model``) gets the copy shipped with the kit at once,
+    the same bytes on every machine: nothing is built or written to the cache."""
+    from lmm_r1.cli import main
+
+    monkeypatch.setenv("LMM_R1_CACHE", str(tmp_path))
+    monkeypatch.setattr(toy_model, "_build", lambda *a, **k: pytest.fail("the default model must not be built"))
+    assert toy_model.build_tiny_model() == toy_model.SHIPPED_DIR
+    assert main(["tiny-model"]) == 0
+    assert list(tmp_path.iterdir()) == []
+    record = toy_model.shipped_record()
+    assert record["seed"] == 0 and record["warm_start"] is True
+    # the recorded weights are the shipped weights, and they load as any model folder does
+    assert toy_model.weights_sha256(toy_model.SHIPPED_DIR) == record["weights_sha256"]
+    assert models.is_model_dir(toy_model.SHIPPED_DIR)
+    assert (toy_model.SHIPPED_DIR / "warm_start.json").is_file()
+    assert record["built_on"]["cpu_capability"] in ("DEFAULT", "AVX2", "AVX512")
+
+
+def test_the_shipped_model_was_built_by_this_builder():
+    """The shipped copy cannot drift from the code that builds it: change the builder (its code or its data) and
+    this fails until the model is shipped again (or the fingerprint refreshed after checking the bytes)."""
+    record = toy_model.shipped_record()
+    assert record["builder_version"] == toy_model.BUILDER_VERSION, (
+        f"the shipped tiny model is builder {record['builder_version']}, the code is builder "
+        f"{toy_model.BUILDER_VERSION}: run `lmm-r1 tiny-model --ship` and measure the toy tables again")
+    now = toy_model.builder_fingerprint(files=True)
+    changed = sorted(f for f in set(now) | set(record["builder_files"]) if now.get(f) != record["builder_files"].get(f))
+    assert not changed, (
+        f"the tiny model's builder changed since the shipped build: {', '.join(changed)}. If the built weights "
+        "change, bump BUILDER_VERSION; either way `lmm-r1 tiny-model --ship` rebuilds, ships and says whether the "
+        "weights are the same (README, 'The embedded tiny model')")
+    assert record["builder_fingerprint"] == toy_model.builder_fingerprint()
+
+
+def test_the_fingerprint_sees_code_and_data_not_comments(tmp_path, monkeypatch):
+    (tmp_path / "toy").mkdir()
+    source = tmp_path / "toy" / "rows.py"
+    source.write_text('"""Rows."""\nROWS = 12000  # rows\n\n\ndef f():\n    """Doc."""\n    return ROWS\n')
+    monkeypatch.setattr(toy_model, "BUILDER_SOURCES", ("toy/**/*.py",))
+    before = toy_model.builder_fingerprint(root=tmp_path)
+    source.write_text('"""Rows, reworded."""\nROWS = 12000  # another comment\n\ndef f():\n    return ROWS\n')
+    assert toy_model.builder_fingerprint(root=tmp_path) == before
+    source.write_text('"""Rows."""\nROWS = 12001\n\n\ndef f():\n    return ROWS\n')
+    assert toy_model.builder_fingerprint(root=tmp_path) != before
+    assert list(toy_model.builder_fingerprint(files=True, root=tmp_path)) == ["toy/rows.py"]
+
+
+def test_rebuild_other_seeds_and_folders_build(tmp_path, monkeypatch):
+    built = []
+    monkeypatch.setenv("LMM_R1_CACHE", str(tmp_path))
+    monkeypatch.setattr(toy_model, "_build", lambda target, seed, warm, log: built.append((target, seed)) or target)
+    assert toy_model.build_tiny_model(force=True) == tmp_path / "tiny-qwen2.5-vl-seed0"  # --rebuild
+    toy_model.build_tiny_model(seed=1)
+    toy_model.build_tiny_model(tmp_path / "mine")
+    assert built == [(tmp_path / "tiny-qwen2.5-vl-seed0", 0), (tmp_path / "tiny-qwen2.5-vl-seed1", 1),
+                     (tmp_path / "mine", 0)]
+
+
+def test_ship_records_the_builder_and_refuses_another_build(tmp_path, monkeypatch):
+    monkeypatch.setattr(toy_model, "SHIPPED_DIR", tmp_path / "shipped")
+    built = toy_model.build_tiny_model(tmp_path / "b", seed=0, warm_start=False)
+    with pytest.raises(ValueError, match="not a warm-started seed-0 build"):
+        toy_model.ship(built)  # random weights are not the default model
+    info = built / toy_model.BUILD_INFO
+    info.write_text(json.dumps({**json.loads(info.read_text()), "warm_start": True}))
+    record = toy_model.ship(built)
+    assert toy_model.shipped_record() == record
+    assert record["builder_fingerprint"] == toy_model.builder_fingerprint()
+    assert record["weights_sha256"] == toy_model.weights_sha256(tmp_path / "shipped")
+    assert models.is_model_dir(tmp_path / "shipped") and not list(tmp_path.glob("shipped_model.*"))
+
+
+def test_models_that_generate_outside_the_trainer_go_to_the_gpu(random_tiny_model, monkeypatch):
+    """Notebook 01 and `lmm-r1 eval --backend transformers` once ran the 3B model on a GPU node's CPU, for hours.
+    Here (no GPU) the model stays on the CPU; with CUDA reported, it is moved there (stood in for: the move is
+    recorded, not made; scripts/gpu_check.sh runs the real one)."""
+    model, _ = models.load_model_and_processor(random_tiny_model)
+    assert model.device.type == "cpu" and models.inference_device() == ("cuda" if torch.cuda.is_available() else "cpu")
+    moved = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.nn.Module, "to", lambda self, *a, **k: moved.append(a) or self)
+    models.load_model_and_processor(random_tiny_model)
+    assert moved == [("cuda",)]
+    from lmm_r1 import evaluate
+
+    moved.clear()
+    evaluate.evaluate(random_tiny_model, ["arith"], n=1, max_new_tokens=2, record=False, progress=False)
+    assert ("cuda",) in moved

@@ -152,3 +152,52 @@ def test_output_problems_passes_clean_outputs(tmp_path):
                        "text/plain": "<IPython.core.display.Markdown object>"}),
              _display({"image/png": "iVBORw0KGgo=", "text/plain": "<Figure size 640x480 with 1 Axes>"})]
     assert runner.output_problems(_executed(tmp_path, *clean)) == []
+
+
+def test_every_parameter_file_of_every_profile_loads():
+    """`lmm-r1 run --profile paper` once stopped before any kernel started: 04's paper file gave a string where
+    the notebook's default was a bool. Every real notebook's file for every profile must validate."""
+    books = runner.notebooks()
+    assert [b.name[:2] for b in books] == ["01", "02", "03", "04"]
+    assert set(runner.profiles()) >= {"tiny", "tiny_full", "paper"}
+    for profile in runner.profiles():
+        for nb in books:
+            runner.load_params(nb, profile)  # raises RunError naming the file and key
+    assert runner.load_params(books[3], "paper")["base_system_prompt"] == "cot"
+
+
+def test_a_union_annotation_accepts_either_type(project):
+    nb = project["notebook_dir"] / "01_first.ipynb"
+    book = nbformat.read(nb, as_version=4)
+    book.cells[0].source += '\nprompt: "Union[bool, str]" = True'
+    nbformat.write(book, nb)
+    for value, ok in (("true", True), ("cot", True), ("3", False)):
+        (project["params_dir"] / "01_first.tiny.yaml").write_text(f"prompt: {value}\n")
+        if ok:
+            runner.load_params(nb, "tiny", project["params_dir"])
+        else:
+            with pytest.raises(runner.RunError, match=r"parameter 'prompt' should be Union\[bool, str\]"):
+                runner.load_params(nb, "tiny", project["params_dir"])
+
+
+def test_a_warning_after_a_finished_notebook_is_reported_not_a_failure(project):
+    """A notebook that ran to the end and printed a warning on stderr (a FutureWarning from torch, vLLM or
+    DeepSpeed on a GPU node) is not a failed run, and the next notebook still starts; other output defects fail
+    the run once every notebook has run."""
+    books = project["notebook_dir"]
+    _notebook(books / "02_second.ipynb", "import warnings; warnings.warn('old API', FutureWarning)")
+    _notebook(books / "03_third.ipynb", "from IPython.display import Markdown; (1, Markdown('x'))", RECORD.replace("name,", "'third',"))
+    (project["params_dir"] / "02_second.tiny.yaml").write_text("steps: 1\n")
+    (project["params_dir"] / "03_third.tiny.yaml").write_text("steps: 2\n")
+    said = []
+    with pytest.raises(runner.RunError) as err:
+        runner.run_profile("tiny", progress_bar=False, log=said.append, **project)
+    assert len(said) == 1 and "02_second.ipynb: 1 warning(s) on stderr" in said[0] and "FutureWarning" in said[0]
+    # 03 ran after 02's warning; its raw repr is the one defect, raised after it ran
+    assert "03_third.ipynb ran, but its outputs have 1 defect(s)" in str(err.value)
+    assert "02_second" not in str(err.value)
+    assert (project["results_dir"] / "tiny" / "third" / "metrics.json").is_file()
+    # asked to, a warning fails the run
+    (books / "03_third.ipynb").unlink()
+    with pytest.raises(runner.RunError, match=r"02_second\.ipynb ran, but (?s:.*) a warning on stderr"):
+        runner.run_profile("tiny", progress_bar=False, fail_on_warnings=True, **project)

@@ -267,3 +267,15 @@ def test_vllm_serve_command_carries_the_stage_pixel_limits():
     # TRL forwards what it does not know to `vllm serve` unchanged, after its own arguments
     extra = ["--mm-processor-kwargs", '{"min_pixels": 3136, "max_pixels": 501760}']
     assert build_command(ScriptArguments(model="m"), extra)[-2:] == extra
+
+
+def test_vllm_serve_command_resolves_init_from_in_the_profile_and_results_folder(tmp_path, capsys):
+    """One resolution of ``init_from`` (grpo.init_path) for training and for the server's command: an MGT stage's
+    server starts from the FRE run of the same profile, seed and results folder (it once printed results/<preset>)."""
+    from lmm_r1.cli import main
+
+    argv = ["train", "--stage", "mgt_geometry", "--preset", "paper", "--seed", "3", "--profile", "paper_try",
+            "--results-dir", str(tmp_path), "--set", "vllm_mode=server", "--vllm-serve-command"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"--model {tmp_path / 'paper_try' / 'fre_text_seed3' / 'model'} " in out

@@ -1,7 +1,13 @@
 """The embedded tiny Qwen2.5-VL: built here, offline, in minutes, then warm-started on the toy tasks.
 
-    lmm-r1 tiny-model              # build (or reuse) the cached default model, print its folder
-    lmm-r1 tiny-model --out DIR    # build into DIR
+    lmm-r1 tiny-model              # the default model: the copy shipped with the kit, at once
+    lmm-r1 tiny-model --rebuild    # build the default recipe from scratch (minutes) into the cache
+    lmm-r1 tiny-model --out DIR    # build into DIR (any --seed builds too)
+
+The default model (build seed 0, warm-started) ships with the kit as package data (``SHIPPED_DIR``, ~2 MB), so
+every machine starts its toy runs from the same bytes, whatever its CPU's float kernels would have built: the
+warm start's phase transitions depend on them (``data_cards/tiny_model.md``). Its build record names the builder
+it came from (``builder_fingerprint``), and a test fails when the builder's code changes under it.
 
 It is a real ``Qwen2_5_VLForConditionalGeneration`` (vision tower, M-RoPE, ``<|image_pad|>`` expansion), only
 small, with a byte-level BPE tokenizer trained here that carries Qwen's special tokens and the Qwen2-VL chat
@@ -21,6 +27,15 @@ from pathlib import Path
 import torch
 
 from lmm_r1.models import save_processor
+
+# The shipped default build (package data): weights, tokenizer, processor, lmm_r1_build.json, warm_start.json.
+SHIPPED_DIR = Path(__file__).resolve().parent / "shipped_model"
+SHIPPED_SEED = 0
+# What decides the built bytes (and the build report the property tests read): the toy world, the prompts in
+# the tokenizer corpus and the rows, and what the warm start's gated probes generate and score with. The package
+# versions are pinned in pyproject.toml. Paths relative to the lmm_r1 package.
+BUILDER_SOURCES = ("toy/**/*.py", "prompts.py", "models.py", "compat.py", "generation.py", "scoring.py",
+                   "evalsets.py")
 
 # Bump whenever the built folder would differ (tokenizer corpus, sizes, warm start): cached copies rebuild.
 BUILDER_VERSION = 8
@@ -165,15 +180,49 @@ def print_progress(line: str) -> None:
     print(f"[tiny model] {line}", file=sys.stderr, flush=True)
 
 
+def builder_fingerprint(files: bool = False, root: Path | None = None) -> str | dict[str, str]:
+    """A SHA-256 over the builder's code (``BUILDER_SOURCES`` under ``root``, the lmm_r1 package) as Python
+    reads it: comments, docstrings and layout do not count, every name, number and string does.
+    ``files=True``: one digest per file instead."""
+    import ast
+    import hashlib
+
+    root = root or Path(__file__).resolve().parent.parent
+    digests = {}
+    for pattern in BUILDER_SOURCES:
+        for path in sorted(root.glob(pattern)):
+            tree = ast.parse(path.read_text())
+            for node in ast.walk(tree):  # drop docstrings: a reworded docstring builds the same bytes
+                body = getattr(node, "body", None)
+                if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
+                        and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+                    node.body = body[1:] or [ast.Pass()]
+            digests[path.relative_to(root).as_posix()] = hashlib.sha256(ast.dump(tree).encode()).hexdigest()
+    if files:
+        return digests
+    return hashlib.sha256(json.dumps(digests, sort_keys=True).encode()).hexdigest()
+
+
+def shipped_record() -> dict:
+    """The shipped default model's build record (``lmm_r1_build.json``), or {} if the kit was installed without it."""
+    info = SHIPPED_DIR / BUILD_INFO
+    return json.loads(info.read_text()) if info.is_file() else {}
+
+
 def build_tiny_model(out: str | Path | None = None, seed: int = 0, warm_start: bool = True,
                      force: bool = False, log=None) -> Path:
-    """Build the embedded default model and return its folder.
+    """The embedded tiny model's folder: the shipped default, or a build.
 
-    With ``out=None`` the model goes to ``default_cache_dir()/tiny-qwen2.5-vl-seed{seed}`` and is rebuilt only
-    when missing, when its builder version changed, or with ``force``. The build is deterministic for a seed.
+    The default (``out=None``, seed 0, warm-started, no ``force``) is the copy shipped with the kit
+    (``SHIPPED_DIR``), returned at once. Anything else builds: with ``out=None`` into
+    ``default_cache_dir()/tiny-qwen2.5-vl-seed{seed}``, rebuilt only when missing, when its builder version
+    changed, or with ``force``. A build is deterministic for a seed, a torch thread count and a CPU's kernels.
     """
     from filelock import FileLock
 
+    if out is None and seed == SHIPPED_SEED and warm_start and not force \
+            and shipped_record().get("builder_version") == BUILDER_VERSION:
+        return SHIPPED_DIR
     target = Path(out) if out is not None else default_cache_dir() / f"tiny-qwen2.5-vl-seed{seed}"
     if not force and _is_current(target, seed, warm_start):
         return target  # no lock taken: a built model in a read-only shared folder loads as it is
@@ -197,6 +246,48 @@ def _is_current(target: Path, seed: int, warm_start: bool) -> bool:
 
 def _build_record(seed: int, warm_start: bool) -> dict:
     return {"builder_version": BUILDER_VERSION, "seed": seed, "warm_start": warm_start}
+
+
+def weights_sha256(folder: str | Path) -> str:
+    import hashlib
+
+    return hashlib.sha256((Path(folder) / "model.safetensors").read_bytes()).hexdigest()
+
+
+def ship(built: str | Path) -> dict:
+    """Replace the shipped default model with the warm-started seed-0 build at ``built`` (developers: after a
+    builder change, with the README's and the cards' toy numbers measured again on it). Records the builder's
+    fingerprint, the machine that built it (this one, for a fresh build) and the weights' SHA-256; returns the
+    new record. ``ship(SHIPPED_DIR)`` refreshes the fingerprint alone, after a change that builds the same bytes
+    (checked with a rebuild on a machine of the recorded kind)."""
+    import platform
+
+    built = Path(built)
+    record = json.loads((built / BUILD_INFO).read_text())
+    if record != {**record, **_build_record(SHIPPED_SEED, True)}:
+        raise ValueError(f"{built} is not a warm-started seed-{SHIPPED_SEED} build of builder version "
+                         f"{BUILDER_VERSION}: {record.get('builder_version')}, seed {record.get('seed')}")
+    record.update(builder_fingerprint=builder_fingerprint(), builder_files=builder_fingerprint(files=True),
+                  weights_sha256=weights_sha256(built))
+    # a fresh build was made here; the shipped copy itself (a fingerprint refreshed) keeps where it was built
+    record.setdefault("built_on", {"cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                                   "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                                   "machine": platform.machine(), "torch": torch.__version__})
+    tmp = Path(tempfile.mkdtemp(prefix="shipped_model.", dir=SHIPPED_DIR.parent))
+    try:
+        for f in sorted(built.iterdir()):
+            if f.is_file():
+                shutil.copy2(f, tmp / f.name)
+        (tmp / BUILD_INFO).write_text(json.dumps(record, indent=2) + "\n")
+        tmp.chmod(0o755)  # mkdtemp's 0o700 would travel into the package
+        for f in tmp.iterdir():
+            f.chmod(0o644)
+        if SHIPPED_DIR.exists():
+            shutil.rmtree(SHIPPED_DIR)
+        tmp.rename(SHIPPED_DIR)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return record
 
 
 def _build(target: Path, seed: int, warm_start: bool, log) -> Path:
