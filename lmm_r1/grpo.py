@@ -720,10 +720,13 @@ def train_runs(configs: dict[Any, StageConfig], *, results_dir: str | Path | Non
 
     ``accelerate_config``: one after another, each launched on every GPU (``launch``). Else ``jobs=1``: one
     after another in this process (``train``). Else up to ``jobs`` runs at once (0: ``default_jobs()``), each
-    its own process (``python -m lmm_r1.cli train``) with ``threads`` torch threads: a tiny run is mostly
-    Python overhead, which one core serves, so two runs on two cores take little longer than one. A run's
-    result depends on its config and its thread count, never on what runs beside it (tested). Each process
-    writes ``<run>/train.log``; a failed run raises with its tail once the others have finished.
+    its own process (``python -m lmm_r1.cli train``) with ``threads`` torch threads. A run's result depends on
+    its config and its thread count, never on what runs beside it (tested). Each process writes
+    ``<run>/train.log``; a failed run raises with its tail once the others have finished.
+
+    Side by side pays only where cores are spare: a tiny step is mostly matrix arithmetic that two threads
+    share well, and each process pays its imports, so on 2 cores three 8-step runs took 0.75x (2 at a time) and
+    0.86x (3) the speed of one after another (``benchmarks/bench_toy_runs.py``, README "How long").
     """
     if accelerate_config:
         return {k: launch(c, accelerate_config=accelerate_config, results_dir=results_dir, profile=profile,
