@@ -49,7 +49,7 @@ def _run(args: argparse.Namespace) -> int:
     from lmm_r1.runner import run_profile
 
     executed = run_profile(args.profile, only=args.only, results_dir=args.results_dir,
-                           fail_on_warnings=args.fail_on_warnings)
+                           fail_on_warnings=args.fail_on_warnings, preflight=not args.no_preflight)
     print("executed notebooks and run records:")
     for path in executed:
         print(f"  {path}")
@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", required=True, help="notebooks/params/<notebook>.<profile>.yaml")
     p.add_argument("--only", default=None, help="run one notebook, by number (e.g. 02)")
     p.add_argument("--results-dir", default=None, help="default: results/ (or $LMM_R1_RESULTS)")
+    p.add_argument("--no-preflight", action="store_true",
+                   help="skip the check of what the notebooks' runs need (CUDA, vLLM, judge, MageBench, data)")
     p.add_argument("--fail-on-warnings", action="store_true",
                    help="a warning on stderr in an executed notebook fails the run (default: reported)")
     p.set_defaults(func=_run)

@@ -71,6 +71,8 @@ class EvalSet:
     aggregate: str = "rows"
     """How the benchmark's score is formed: "rows" (accuracy over every row) or "groups" (the unweighted mean of
     the groups' accuracies)."""
+    gated: bool = False
+    """The hub asks for its terms to be accepted and a token (``preflight`` checks the token)."""
     fork_aggregate: str | None = None
     """The fork protocol's aggregation where it differs (MM-Star: the mean over its l2 categories)."""
     group_map: dict[str, str] = field(default_factory=dict)
@@ -117,7 +119,7 @@ _SETS = [
                                         "of its 18 l2-category accuracies"),
     _hub("math500", "MATH500", "HuggingFaceH4/MATH-500", "test", "text", "math", 500,
          notes="LightEval in the paper"),
-    _hub("gpqa_diamond", "GPQA", "Idavidrein/gpqa", "train", "text", "choice", 198, config="gpqa_diamond",
+    _hub("gpqa_diamond", "GPQA", "Idavidrein/gpqa", "train", "text", "choice", 198, config="gpqa_diamond", gated=True,
          notes="gated on the hub (accept its terms first); options shuffled per question, seeded by record id"),
 ]
 

@@ -237,7 +237,12 @@ def _cli(args: argparse.Namespace) -> int:
     from lmm_r1.football import FootballUnavailable
     from lmm_r1.magebench import ScenarioError
 
+    from lmm_r1.preflight import eval_needs, raise_if
+
     benchmarks = [b.strip() for b in args.benchmarks.split(",") if b.strip()]
+    raise_if(eval_needs(benchmarks, protocol=args.protocol, judge_url=args.judge_url or "",
+                        judge_model=args.judge_model, backend=args.backend,
+                        judge_fallback=args.judge_fallback == "rule"), "lmm-r1 eval")
     judge = Judge(args.judge_url, model=args.judge_model) if args.judge_url else None
     try:
         run = _cli_run(args, benchmarks, judge)

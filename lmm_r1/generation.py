@@ -168,16 +168,50 @@ def load_vllm(model: str, *, max_model_len: int = 8192, gpu_memory_utilization: 
 
     Up to 5 images per prompt (OlympiadBench has multi-figure problems), as the authors' lmms-eval runs allowed;
     8192 tokens of context: a 4096-token prompt plus 4096 new tokens (PAPER.md §3, §7).
+
+    One engine per process: the same model and settings asked again (``heldout``'s greedy then sampled pass)
+    get the engine already built; another model (notebook 04's next checkpoint) frees the last engine first.
+    Before, every call built one beside the last, each claiming 80% of the GPU.
     """
+    global _ENGINE
     try:
         from vllm import LLM
     except ImportError as e:
         raise RuntimeError("the vLLM backend needs a GPU server with `pip install .[gpu]`; on CPU use "
                            "backend='transformers'") from e
     mm_kwargs = {k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v is not None}
-    return LLM(model=str(model), max_model_len=max_model_len, gpu_memory_utilization=gpu_memory_utilization,
-               limit_mm_per_prompt={"image": max_images_per_prompt}, mm_processor_kwargs=mm_kwargs or None,
-               seed=seed, **kwargs)
+    settings = dict(model=str(model), max_model_len=max_model_len, gpu_memory_utilization=gpu_memory_utilization,
+                    limit_mm_per_prompt={"image": max_images_per_prompt}, mm_processor_kwargs=mm_kwargs or None,
+                    seed=seed, **kwargs)
+    key = repr(sorted(settings.items()))
+    if _ENGINE is not None and _ENGINE[0] == key:
+        return _ENGINE[1]
+    free_vllm()
+    llm = LLM(**settings)
+    _ENGINE = (key, llm)
+    return llm
+
+
+_ENGINE: tuple[str, Any] | None = None  # (settings, vllm.LLM): load_vllm's one engine
+
+
+def free_vllm() -> None:
+    """Shut down ``load_vllm``'s engine and give its GPU memory back (vLLM v1: the engine core's processes)."""
+    global _ENGINE
+    if _ENGINE is None:
+        return
+    llm, _ENGINE = _ENGINE[1], None
+    core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+    if hasattr(core, "shutdown"):
+        core.shutdown()
+    del llm
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def vllm_generate(llm, processor, prompts: Sequence[Messages], images: Sequence[Sequence[Any] | None] | None = None,

@@ -781,13 +781,16 @@ class HeldOut:
 def heldout(model: str | Path, benchmarks: list[str], *, name: str, profile: str,
             results_dir: str | Path | None = None, n: int | None = None, max_new_tokens: int = 64,
             batch_size: int = 64, min_pixels: int | None = None, max_pixels: int | None = None,
-            backend: str = "transformers", sample_temperature: float | None = 1.0) -> HeldOut:
+            backend: str = "transformers", sample_temperature: float | None = 1.0, protocol: str = "fork",
+            judge=None) -> HeldOut:
     """Held-out evaluation of one model for notebooks 02/03, through ``lmm_r1.evaluate`` with the R1 system
     prompt for every model (before and after see the same prompt).
 
     ``eval/<set>/accuracy``, ``/format``, ``/completion_tokens``: greedy decoding, the paper's protocol.
     ``eval/<set>/sampled_accuracy``, ``/sampled_format``: one completion per problem sampled at
     ``sample_temperature`` (the rollouts' 1.0), seeded: the policy RL actually optimises. None skips them.
+    ``protocol`` and ``judge`` (a ``lmm_r1.judge.Judge``) score hub benchmarks as ``lmm_r1.evaluate`` does: the
+    fork protocol's judged sets (MathVista, ...) need the judge; the offline tasks are always scored by rules.
     """
     import torch
 
@@ -795,7 +798,7 @@ def heldout(model: str | Path, benchmarks: list[str], *, name: str, profile: str
 
     kw = dict(profile=profile, root=results_dir, n=n, seed=0, max_new_tokens=max_new_tokens,
               batch_size=batch_size, min_pixels=min_pixels, max_pixels=max_pixels, backend=backend,
-              progress=False, record=False)
+              progress=False, record=False, protocol=protocol, judge=judge)
     greedy = evaluate(model, benchmarks, name=name, **kw)
     metrics = dict(greedy.metrics)
     if sample_temperature is not None:
@@ -861,6 +864,9 @@ def _train_command(args) -> int:
             mark = "" if row["implemented"] else "   [upstream behaviour not selectable]"
             print(f"  {row['key']:26s} {str(row['run']):28s} {row['paper_preset']}{mark}")
         return 0
+    from lmm_r1.preflight import raise_if, train_needs
+
+    raise_if(train_needs(cfg), f"lmm-r1 train --stage {cfg.stage}")
     try:
         record = train(cfg, results_dir=args.results_dir, profile=args.profile,
                        existing="overwrite" if args.overwrite else "resume")

@@ -113,6 +113,17 @@ def _declared_type(param: dict[str, Any]) -> str:
         return "None"  # not a literal: no type check
 
 
+def defaults(notebook: Path) -> dict[str, Any]:
+    """The notebook's own parameter values (its ``parameters`` cell), where they are literals."""
+    out = {}
+    for name, param in notebook_parameters(notebook).items():
+        try:
+            out[name] = ast.literal_eval(param.get("default", ""))
+        except (ValueError, SyntaxError):
+            pass
+    return out
+
+
 def load_params(notebook: Path, profile: str, params_dir: Path = PARAMS_DIR) -> dict[str, Any]:
     """Read and validate ``<params_dir>/<notebook stem>.<profile>.yaml`` against the notebook's parameters."""
     path = params_dir / f"{notebook.stem}.{profile}.yaml"
@@ -145,9 +156,11 @@ def load_params(notebook: Path, profile: str, params_dir: Path = PARAMS_DIR) -> 
 def run_profile(profile: str, only: str | None = None, results_dir: str | Path | None = None,
                 notebook_dir: Path = NOTEBOOK_DIR, params_dir: Path = PARAMS_DIR,
                 kernel_name: str | None = None, progress_bar: bool = True, fail_on_warnings: bool = False,
-                log=None) -> list[Path]:
+                log=None, preflight: bool = True) -> list[Path]:
     """Execute the numbered notebooks with ``profile``; return the executed copies under ``results/<profile>/``.
 
+    Before any kernel starts, every parameter file is validated and (``preflight``) what each notebook's runs
+    will need is checked (``lmm_r1.preflight.notebook_needs``: CUDA, vLLM, the judge, MageBench, data).
     A notebook that raises stops the run (the next ones read its results). Defects in the outputs of a notebook
     that ran (``output_problems``) do not stop the next notebook: they are raised together once every notebook
     has run, so a multi-day notebook 02 never keeps 03 from starting. A warning on stderr is only reported
@@ -171,6 +184,13 @@ def run_profile(profile: str, only: str | None = None, results_dir: str | Path |
     root = Path(results_dir or results_root()).resolve()
     # Validate every parameter file before the first kernel starts: a typo in notebook 04 fails in seconds.
     plan = [(nb, load_params(nb, profile, params_dir)) for nb in books]
+    if preflight:  # and what every notebook's runs will need: a missing judge fails now, not after training
+        from lmm_r1.preflight import notebook_needs
+
+        problems = [p for nb, params in plan for p in notebook_needs(nb.name, {**defaults(nb), **params}, profile)]
+        if problems:
+            raise RunError(f"profile {profile!r} cannot run: {len(problems)} thing(s) missing, found before any "
+                           "kernel started:\n  - " + "\n  - ".join(dict.fromkeys(problems)))
     out_dir = root / profile
     out_dir.mkdir(parents=True, exist_ok=True)
     # Kernels inherit the environment: records written by library code land in the same results root.

@@ -279,3 +279,38 @@ def test_vllm_serve_command_resolves_init_from_in_the_profile_and_results_folder
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert f"--model {tmp_path / 'paper_try' / 'fre_text_seed3' / 'model'} " in out
+
+
+def test_one_evaluation_engine_per_process(monkeypatch):
+    """Each evaluate() once built a new vLLM engine beside the last (twice per heldout, once per checkpoint in
+    notebook 04), each claiming 80% of the GPU. The same model and settings reuse the engine; another model frees
+    the last engine (its engine core shut down) before building. vLLM cannot start here: its LLM is stood in for."""
+    import sys
+    import types
+
+    from lmm_r1 import generation
+
+    built, shut = [], []
+
+    class Core:
+        def __init__(self, model):
+            self.model = model
+
+        def shutdown(self):
+            shut.append(self.model)
+
+    class LLM:
+        def __init__(self, model, **kwargs):
+            built.append(model)
+            self.llm_engine = types.SimpleNamespace(engine_core=Core(model))
+
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM))
+    monkeypatch.setattr(generation, "_ENGINE", None)
+    a = generation.load_vllm("ckpt_a", max_pixels=501760)
+    assert generation.load_vllm("ckpt_a", max_pixels=501760) is a  # heldout's sampled pass: the same engine
+    b = generation.load_vllm("ckpt_b", max_pixels=501760)
+    assert b is not a and built == ["ckpt_a", "ckpt_b"] and shut == ["ckpt_a"]  # a freed before b was built
+    generation.load_vllm("ckpt_b", max_pixels=12544)  # other pixel limits: another engine
+    assert built == ["ckpt_a", "ckpt_b", "ckpt_b"] and shut == ["ckpt_a", "ckpt_b"]
+    generation.free_vllm()
+    assert shut == ["ckpt_a", "ckpt_b", "ckpt_b"] and generation._ENGINE is None
