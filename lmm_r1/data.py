@@ -281,6 +281,11 @@ def _parse_record(line: str, where: str, jsonl_dir: Path, image_root: Path | Non
     return row
 
 
+def is_jsonl_path(dataset: str) -> bool:
+    """``StageConfig.dataset`` names a message-JSONL file rather than a paper data set."""
+    return dataset.endswith(".jsonl")
+
+
 def load_message_jsonl(path: str | Path, image_root: str | Path | None = None, on_error: str = "raise",
                        system_prompt: str | None = None):
     """Load an OpenRLHF "message" JSONL file as a ``datasets.Dataset`` in TRL's VLM format.

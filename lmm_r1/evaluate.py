@@ -362,8 +362,29 @@ def find_checkpoints(stages: Sequence[str], seeds: Sequence[int] = (), *, profil
     return found, missing
 
 
+def pixel_limits_of(path: str | Path) -> tuple[int, int]:
+    """The (min_pixels, max_pixels) a model folder's (or hub id's) saved image processor applies."""
+    from lmm_r1.models import load_processor
+
+    ip = load_processor(resolve_model(path)).image_processor
+    size = getattr(ip, "size", None) or {}
+    return (size.get("shortest_edge", getattr(ip, "min_pixels", None)),
+            size.get("longest_edge", getattr(ip, "max_pixels", None)))
+
+
 def evaluate_checkpoints(checkpoints: Sequence[Checkpoint], benchmarks: Sequence[str], **kwargs) -> list[EvalRun]:
-    """:func:`evaluate` for each checkpoint, with its own system-prompt setting; kwargs as for ``evaluate``."""
+    """:func:`evaluate` for each checkpoint, with its own system-prompt setting; kwargs as for ``evaluate``.
+
+    Every checkpoint must see the same image tokens: a trained checkpoint saves training's pixel cap (501,760 in
+    the paper presets) with its processor, the hub base model keeps Qwen's default. Without explicit
+    ``min_pixels`` and ``max_pixels``, checkpoints whose saved limits differ are an error, before any generation.
+    """
+    if kwargs.get("min_pixels") is None or kwargs.get("max_pixels") is None:
+        seen = {c.name: pixel_limits_of(c.path) for c in checkpoints}
+        if len(set(seen.values())) > 1:
+            raise ValueError(f"the checkpoints' processors carry different pixel limits (min, max) {seen}: the base "
+                             "and trained models would see different image tokens; give min_pixels and max_pixels "
+                             "(the paper profile: 3136 and 12845056, the limits of the fork's own image resize)")
     return [evaluate(c.path, benchmarks, name=c.name, system_prompt=c.system_prompt, **kwargs) for c in checkpoints]
 
 

@@ -8,7 +8,7 @@ base model was generated on every other benchmark, has lost GPU-days. ``lmm-r1 r
   reachable and serving the model named; MageBench's resources (``$LMM_R1_MAGEBENCH``) for Sokoban-Global and
   Football-Online; gfootball for Football-Online; a Hugging Face token for a gated set (unless offline);
   vLLM and a usable GPU for the vLLM backend;
-- training (``train_needs``): CUDA (and what is wrong with it, ``grpo.cuda_problem``) and vLLM where the
+- training (``train_needs``): CUDA (and what is wrong with it, ``hardware.cuda_problem``) and vLLM where the
   config needs them; the data: a JSONL path that exists, free disk for a paper data set's download;
 - a notebook run (``notebook_needs``): the above for what each numbered notebook's parameters ask, plus the
   accelerate config file a launch names.
@@ -90,14 +90,15 @@ def eval_needs(benchmarks: Sequence[str], *, protocol: str = "fork", judge_url: 
 
 def train_needs(cfg) -> list[str]:
     """What training ``cfg`` (a ``StageConfig``) needs and is missing (empty: ready)."""
-    from lmm_r1 import grpo
+    from lmm_r1.data import is_jsonl_path
+    from lmm_r1.hardware import HardwareError, check_hardware
 
     problems = []
     try:
-        grpo.check_hardware(cfg)
-    except grpo.HardwareError as e:
+        check_hardware(cfg)
+    except HardwareError as e:
         problems.append(str(e))
-    if cfg.dataset and grpo.is_jsonl_path(cfg.dataset) and not Path(cfg.dataset).is_file():
+    if cfg.dataset and is_jsonl_path(cfg.dataset) and not Path(cfg.dataset).is_file():
         problems.append(f"{cfg.run_name}: dataset={cfg.dataset!r}: no such message-JSONL file")
     elif cfg.dataset in DATA_GB:
         where = Path(cfg.data_dir) if cfg.data_dir else _hub_cache()
@@ -149,13 +150,13 @@ def notebook_needs(notebook: str, params: dict[str, Any], profile: str) -> list[
 def _vllm_problems() -> list[str]:
     import torch
 
-    from lmm_r1 import grpo
+    from lmm_r1.hardware import cuda_problem
 
     problems = []
     if importlib.util.find_spec("vllm") is None:
         problems.append("the vLLM backend needs vllm: `pip install .[gpu]` on the GPU server")
     if not torch.cuda.is_available():
-        problems.append("the vLLM backend needs a CUDA GPU: " + (grpo.cuda_problem() or "this machine has none"))
+        problems.append("the vLLM backend needs a CUDA GPU: " + (cuda_problem() or "this machine has none"))
     return problems
 
 

@@ -262,7 +262,39 @@ class LMMR1Trainer(GRPOTrainer):
                 **extra)
         return logps
 
+    def cost(self, seconds: float) -> dict[str, float]:
+        """What this process's run cost (its run record's ``cost``): ``seconds`` of training in all, per optimizer
+        step, the rollouts' share (generation, scoring, the no-grad passes, the estimator), generated tokens per
+        second of rollout, and the peak memory of this process's device (CUDA) or of the process (CPU)."""
+        import resource
+
+        steps = max(self.state.global_step - self._cost["first_step"], 1)
+        rollout = self._cost["rollout_s"]
+        peak = (torch.cuda.max_memory_allocated() if torch.cuda.is_available()
+                else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**20
+        return {"seconds": seconds, "steps": steps, "seconds_per_step": seconds / steps,
+                "rollout_share": rollout / seconds if seconds else 0.0,
+                "generated_tokens": self._cost["tokens"],
+                "generated_tokens_per_s": self._cost["tokens"] / rollout if rollout else 0.0,
+                "peak_memory_mib": peak, "device": "cuda" if torch.cuda.is_available() else "cpu"}
+
     def _generate_and_score_completions(self, inputs):
+        import time
+
+        if not hasattr(self, "_cost"):  # a resumed run counts from the step it resumed at
+            self._cost = {"rollout_s": 0.0, "tokens": 0, "first_step": self.state.global_step}
+        start = time.perf_counter()
+        out = self._generate_and_score_rollout(inputs)
+        spent = time.perf_counter() - start
+        if self.model.training:
+            tokens = int(out["completion_mask"].sum().item())
+            self._cost["rollout_s"] += spent
+            self._cost["tokens"] += tokens
+            self._metrics["train"]["cost/rollout_s"].append(spent)
+            self._metrics["train"]["cost/generated_tokens_per_s"].append(tokens / spent if spent else 0.0)
+        return out
+
+    def _generate_and_score_rollout(self, inputs):
         out = super()._generate_and_score_completions(inputs)
         # log pi_old may cost a forward pass: computed at most once, for the engine sentinel and the estimator
         behaviour_logps = functools.cache(lambda: self._behaviour_logps(out))

@@ -414,3 +414,31 @@ def test_find_checkpoints_discovers_seeds_and_names_what_is_missing(tmp_path):
     assert [c.name for c in found] == ["fre_text_seed0"]
     assert [m.split("/")[-2] for m in missing] == ["fre_text_seed1", "direct_rl_percept_seed0",
                                                    "direct_rl_percept_seed1"]
+
+
+def test_base_and_trained_checkpoints_see_the_same_image_tokens(tiny_model, tmp_path):
+    """A trained checkpoint saves training's pixel cap with its processor; the base keeps its own. Notebook 04
+    once passed no limits, so base and trained models saw different image tokens. Without explicit limits that
+    is now an error; with them (the paper profile's file gives them) every checkpoint gets the same tokens."""
+    import shutil
+
+    from PIL import Image
+
+    from lmm_r1.evaluate import Checkpoint, evaluate_checkpoints, pixel_limits_of
+    from lmm_r1.models import load_processor
+
+    trained = tmp_path / "trained"
+    shutil.copytree(tiny_model, trained)
+    load_processor(trained, min_pixels=3136, max_pixels=8 * 28 * 28).save_pretrained(trained)  # a lower cap saved
+    assert pixel_limits_of(tiny_model) != pixel_limits_of(trained)
+    image = Image.new("RGB", (112, 112), (200, 30, 30))
+
+    def tokens(path, **limits):
+        grid = load_processor(path, **limits).image_processor(images=[image])["image_grid_thw"]
+        return int(grid.prod()) // 4  # 2x2 patches merge into one token
+
+    assert tokens(tiny_model) != tokens(trained)  # what 04 did without limits
+    assert tokens(tiny_model, min_pixels=3136, max_pixels=12544) == tokens(trained, min_pixels=3136, max_pixels=12544)
+    both = [Checkpoint("base", "base", None, str(tiny_model), True), Checkpoint("t", "t", 0, str(trained), True)]
+    with pytest.raises(ValueError, match="different pixel limits .* give min_pixels and max_pixels"):
+        evaluate_checkpoints(both, ["percept"], n=1, max_new_tokens=2, root=tmp_path, progress=False)

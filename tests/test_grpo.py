@@ -111,6 +111,13 @@ def test_train_writes_model_record_and_logs(tiny_model, tmp_path):
     assert {s["step"] for s in samples} == {1, 2} and len(samples) == 2 * cfg.num_completions_to_log
     for s in samples:
         assert s["reward"] == pytest.approx(0.5 * s["rewards"]["format"] + (s["rewards"]["accuracy"] or 0.0))
+    # what the run cost (issue 26): per step, the rollouts' share, generated tokens per second, peak memory
+    cost = record["cost"]
+    assert cost["steps"] == 2 and cost["device"] == "cpu" and cost["peak_memory_mib"] > 100
+    assert cost["seconds_per_step"] == pytest.approx(cost["seconds"] / 2) and 0 < cost["rollout_share"] < 1
+    # every completion token counted: 2 rollouts of 32 completions of 1-64 tokens
+    assert 2 * 32 <= cost["generated_tokens"] <= 2 * 32 * 64 and cost["generated_tokens_per_s"] > 0
+    assert all(r["train/cost/rollout_s"] > 0 and r["train/cost/generated_tokens_per_s"] > 0 for r in rows)
     # a second call with the same config finds the finished run and does not train again
     assert train(cfg, results_dir=tmp_path)["created"] == record["created"]
 
@@ -265,12 +272,12 @@ def test_a_driver_older_than_torchs_cuda_is_named_not_a_missing_gpu(tmp_path, mo
     this machine has no GPU (the real check runs in scripts/gpu_check.sh)."""
     import warnings
 
-    from lmm_r1 import grpo
+    from lmm_r1 import hardware
 
-    assert grpo.cuda_problem() is None or grpo.NVIDIA_DRIVER.is_file()  # no driver here: no GPU, no problem
+    assert hardware.cuda_problem() is None or hardware.NVIDIA_DRIVER.is_file()  # no driver here: no problem
     driver = tmp_path / "version"
     driver.write_text("NVRM version: NVIDIA UNIX x86_64 Kernel Module  525.147.05\nGCC version: 12\n")
-    monkeypatch.setattr(grpo, "NVIDIA_DRIVER", driver)
+    monkeypatch.setattr(hardware, "NVIDIA_DRIVER", driver)
 
     def unavailable():
         warnings.warn("CUDA initialization: The NVIDIA driver on your system is too old (found version 12000).")
