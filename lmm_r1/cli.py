@@ -2,6 +2,7 @@
 
     lmm-r1 tiny-model [--rebuild] [--out DIR] [--seed N] [--no-warm-start] [--ship]
     lmm-r1 run --profile NAME [--only NN]
+    lmm-r1 mirror add REPO_ID FOLDER [--dataset]   (a local folder as a hub id, for offline nodes)
     lmm-r1 train ...   (grpo.py)
     lmm-r1 eval ...    (evaluate.py)
 
@@ -58,6 +59,13 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mirror_add(args: argparse.Namespace) -> int:
+    from lmm_r1.mirror import add
+
+    print(add(args.repo_id, args.folder, repo_type="dataset" if args.dataset else "model", cache_dir=args.cache_dir))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lmm-r1", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -81,6 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fail-on-warnings", action="store_true",
                    help="a warning on stderr in an executed notebook fails the run (default: reported)")
     p.set_defaults(func=_run)
+
+    p = sub.add_parser("mirror", help="put a local folder into the hub cache under a hub id (offline GPU nodes)")
+    msub = p.add_subparsers(dest="mirror_command", required=True)
+    m = msub.add_parser("add", help="copy FOLDER into the hub cache as REPO_ID (HF_HUB_OFFLINE=1 then finds it)")
+    m.add_argument("repo_id", help="the hub id the kit asks for, e.g. Qwen/Qwen2.5-VL-3B-Instruct")
+    m.add_argument("folder", help="a folder with the repository's files")
+    m.add_argument("--dataset", action="store_true", help="a data set repository (default: a model)")
+    m.add_argument("--cache-dir", default=None, help="default: $HF_HUB_CACHE, or $HF_HOME/hub")
+    m.set_defaults(func=_mirror_add)
 
     for name in COMMAND_MODULES:
         try:

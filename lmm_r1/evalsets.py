@@ -403,8 +403,12 @@ def load_hub_split(spec: EvalSet):
     offline_sets = ", ".join(names("task"))
     hint = (f"Offline, evaluate the offline tasks' held-out sets instead ({offline_sets}), e.g. "
             f"`lmm-r1 eval --model PATH --benchmarks {names('task')[0] if names('task') else 'arith'}`.")
+    from lmm_r1 import mirror
+
+    # offline, datasets cannot read the hub cache's copy of a repository: load that folder (lmm_r1.mirror)
+    local = mirror.snapshot(spec.hub_id) if mirror.offline() else None
     try:
-        return datasets.load_dataset(spec.hub_id, spec.config, split=spec.split)
+        return datasets.load_dataset(str(local or spec.hub_id), spec.config, split=spec.split)
     except Exception as e:  # offline, gated, missing: the hub and datasets raise many types
         reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         offline = datasets.config.HF_HUB_OFFLINE

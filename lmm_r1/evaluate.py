@@ -54,7 +54,7 @@ def resolve_model(model: str | Path) -> str:
     from lmm_r1.toy.model import build_tiny_model, print_progress
 
     if str(model) == "tiny":
-        return str(build_tiny_model(log=print_progress))  # minutes the first time: its phases shown
+        return str(build_tiny_model(log=print_progress))  # the shipped copy (a build, its phases shown, only without it)
     p = Path(model)
     if p.exists():
         if not is_model_dir(p):

@@ -150,7 +150,7 @@ def resolve_init(cfg: StageConfig, *, profile: str, results_dir: str | Path | No
     if cfg.model == TINY_MODEL:
         from lmm_r1.toy.model import build_tiny_model, print_progress
 
-        return str(build_tiny_model(log=print_progress))  # minutes the first time: its phases shown
+        return str(build_tiny_model(log=print_progress))  # the shipped copy (a build, its phases shown, only without it)
     return cfg.model
 
 

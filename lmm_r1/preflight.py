@@ -161,7 +161,9 @@ def _vllm_problems() -> list[str]:
 
 
 def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+    from lmm_r1.mirror import offline
+
+    return offline()
 
 
 def _hf_token() -> str | None:
