@@ -34,7 +34,8 @@ test-build: venv
 test-slow: venv browser
 	$(PY) -m pytest -m "slow or browser or multiprocess"
 
-# Two training processes (gloo) through torchrun: kill, resume, chain (~1-2 min on 2 cores; CI runs it).
+# Training in processes of its own: two torchrun ranks (gloo) killed, resumed, chained; an accelerate launch;
+# side-by-side runs (~3-4 min on 2 cores; CI runs it).
 test-multiprocess: venv
 	$(PY) -m pytest -m multiprocess
 

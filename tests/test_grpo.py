@@ -246,6 +246,7 @@ def test_a_dataset_given_as_a_jsonl_path_trains(tiny_model, tmp_path):
         build_trainer(small("fre_text", dataset=str(tmp_path / "nosuch.jsonl")), output_dir=tmp_path / "o")
 
 
+@pytest.mark.multiprocess  # an accelerate launch of its own: `make test-multiprocess` (CI runs it)
 def test_launch_runs_this_interpreters_accelerate_and_shows_its_output(tiny_model, tmp_path, capfd, monkeypatch):
     """``grpo.launch`` (notebooks 02/03 with accelerate_config) runs ``accelerate launch`` through this
     interpreter, not whichever ``accelerate`` is first on PATH, and the launched run's output reaches the caller

@@ -12,6 +12,8 @@ from safetensors.torch import load_file
 from lmm_r1.config import preset
 from lmm_r1.grpo import train_runs
 
+pytestmark = pytest.mark.multiprocess  # training processes of their own: `make test-multiprocess` (CI runs it)
+
 # Two steps of 4 prompts x 8 completions: enough to move the weights and to sample differently per seed.
 SMALL = dict(max_steps=2, generation_batch_size=32, num_generations=8, micro_batch_size=32, train_size=32,
              max_completion_length=64, warmup_ratio=0.0, save_steps=100)
