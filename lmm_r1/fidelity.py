@@ -119,10 +119,13 @@ REGISTER: tuple[Departure, ...] = (
         "VerMulti-Geo (mathv_geo_message.jsonl), the MGT-Geo data the paper names for the domain",
         "dataset", "vermulti_geo", "vermulti_geo", implemented=False, stages=("direct_rl_geometry",)),
     Departure(
-        "sokoban_normalize_reward", "Sokoban reward normalisation",
-        f"--normalize_reward in {UPSTREAM} train_sokoban.sh: rewards scaled by running statistics",
-        "not implemented: the group baseline of the kit's estimator plays that part",
-        "", "none", "none", implemented=False, stages=("mgt_sokoban", "direct_rl_sokoban")),
+        "normalize_reward", "reward normalisation (--normalize_reward)",
+        f"--normalize_reward in every {UPSTREAM} train_*.sh; there it only maps a reward model's or critic's output "
+        "through (x - mean) / std with buffers 0 and 1 unless the checkpoint's config.json holds mean and std, "
+        "which an actor checkpoint does not (openrlhf/models/model.py); the rule-based rewards never pass through it",
+        "nothing to do: the flag changes no reward and no value at the paper's commit (read 2026-12-07; an earlier "
+        "register entry said running statistics scaled the Sokoban rewards, which the code does not do)",
+        "", "none", "none", implemented=True),
     Departure(
         "sokoban_levels", "Sokoban training levels",
         "11,500 gym-sokoban levels (5,000 small-v0, 5,000 small-v1, 500 each v0, v1, large-v0), first frames resized "
