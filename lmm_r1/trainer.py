@@ -268,14 +268,15 @@ class LMMR1Trainer(GRPOTrainer):
         second of rollout, and the peak memory of this process's device (CUDA) or of the process (CPU)."""
         import resource
 
-        steps = max(self.state.global_step - self._cost["first_step"], 1)
-        rollout = self._cost["rollout_s"]
+        counted = getattr(self, "_cost", None) or {"rollout_s": 0.0, "tokens": 0, "first_step": self.state.global_step}
+        steps = max(self.state.global_step - counted["first_step"], 1)
+        rollout = counted["rollout_s"]
         peak = (torch.cuda.max_memory_allocated() if torch.cuda.is_available()
                 else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**20
         return {"seconds": seconds, "steps": steps, "seconds_per_step": seconds / steps,
                 "rollout_share": rollout / seconds if seconds else 0.0,
-                "generated_tokens": self._cost["tokens"],
-                "generated_tokens_per_s": self._cost["tokens"] / rollout if rollout else 0.0,
+                "generated_tokens": counted["tokens"],
+                "generated_tokens_per_s": counted["tokens"] / rollout if rollout else 0.0,
                 "peak_memory_mib": peak, "device": "cuda" if torch.cuda.is_available() else "cpu"}
 
     def _generate_and_score_completions(self, inputs):
