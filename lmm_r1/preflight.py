@@ -101,7 +101,9 @@ def train_needs(cfg) -> list[str]:
     if cfg.dataset and is_jsonl_path(cfg.dataset) and not Path(cfg.dataset).is_file():
         problems.append(f"{cfg.run_name}: dataset={cfg.dataset!r}: no such message-JSONL file")
     elif cfg.dataset in DATA_GB:
-        where = Path(cfg.data_dir) if cfg.data_dir else _hub_cache()
+        from lmm_r1.mirror import hub_cache
+
+        where = Path(cfg.data_dir) if cfg.data_dir else hub_cache()
         free = _free_gb(where)
         if free is not None and free < DATA_GB[cfg.dataset]:
             problems.append(f"{cfg.run_name}: {cfg.dataset} needs about {DATA_GB[cfg.dataset]} GB of disk under "
@@ -170,12 +172,6 @@ def _hf_token() -> str | None:
     from huggingface_hub import get_token
 
     return get_token()
-
-
-def _hub_cache() -> Path:
-    from huggingface_hub.constants import HF_HUB_CACHE
-
-    return Path(HF_HUB_CACHE)
 
 
 def _free_gb(path: Path) -> float | None:
