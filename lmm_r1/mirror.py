@@ -71,13 +71,16 @@ def add(repo_id: str, folder: str | Path, *, repo_type: str = "model", cache_dir
 
 def snapshot(repo_id: str, *, repo_type: str = "dataset", revision: str = "main",
              cache_dir: str | Path | None = None) -> Path | None:
-    """The cached snapshot folder of ``repo_id`` (what ``hf download`` or ``add`` put there), or None."""
-    repo = hub_cache(cache_dir) / f"{repo_type}s--{repo_id.replace('/', '--')}"
-    ref = repo / "refs" / revision
-    if not ref.is_file():
+    """The cached snapshot folder of ``repo_id`` (what ``hf download`` or ``add`` put there), or None: the hub
+    client's own lookup, which reads the cache only."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(repo_id, repo_type=repo_type, revision=revision, local_files_only=True,
+                                      cache_dir=str(hub_cache(cache_dir))))
+    except LocalEntryNotFoundError:
         return None
-    folder = repo / "snapshots" / ref.read_text().strip()
-    return folder if folder.is_dir() else None
 
 
 def offline() -> bool:
