@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-build test-slow test-browser test-multiprocess test-football browser football lab bench gpu-check-prepare clean
+.PHONY: venv demo test rehearse test-build test-slow test-browser test-multiprocess test-football browser football lab bench gpu-check-prepare clean
 
 venv: $(STAMP)
 
@@ -24,6 +24,11 @@ demo: venv
 
 test: venv
 	$(PY) -m pytest
+
+# The paper profile rehearsed on CPU (lmm_r1/rehearsal.py): every cell of notebooks 01-04 with the paper's
+# parameter files, stages and launch path (two processes), offline, against stand-ins (~5-10 min on 2 cores; CI).
+rehearse: venv
+	$(VENV)/bin/lmm-r1 run --profile paper --rehearse
 
 # The builder on this machine: the default tiny model built from scratch (minutes; its phases printed as they go)
 # and held to the designed properties with the margins of the card's build matrix, as the shipped copy is in

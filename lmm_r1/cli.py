@@ -2,6 +2,7 @@
 
     lmm-r1 tiny-model [--rebuild] [--out DIR] [--seed N] [--no-warm-start] [--ship]
     lmm-r1 run --profile NAME [--only NN]
+    lmm-r1 run --profile paper --rehearse   (the paper run on CPU against stand-ins, before GPUs)
     lmm-r1 mirror add REPO_ID FOLDER [--dataset]   (a local folder as a hub id, for offline nodes)
     lmm-r1 train ...   (grpo.py)
     lmm-r1 eval ...    (evaluate.py)
@@ -49,8 +50,16 @@ def _tiny_model(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from lmm_r1.runner import run_profile
 
-    executed = run_profile(args.profile, only=args.only, results_dir=args.results_dir,
-                           fail_on_warnings=args.fail_on_warnings, preflight=not args.no_preflight)
+    if args.rehearse:
+        from lmm_r1 import rehearsal
+
+        if args.profile != rehearsal.PROFILE or args.no_preflight or args.fail_on_warnings:
+            raise ValueError(f"--rehearse rehearses --profile {rehearsal.PROFILE} as it will run (pre-flight "
+                             "included); drop --no-preflight and --fail-on-warnings")
+        executed = rehearsal.rehearse(results_dir=args.results_dir, only=args.only)
+    else:
+        executed = run_profile(args.profile, only=args.only, results_dir=args.results_dir,
+                               fail_on_warnings=args.fail_on_warnings, preflight=not args.no_preflight)
     print("executed notebooks and run records:")
     for path in executed:
         print(f"  {path}")
@@ -83,7 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="execute the numbered notebooks headless with a parameter profile")
     p.add_argument("--profile", required=True, help="notebooks/params/<notebook>.<profile>.yaml")
     p.add_argument("--only", default=None, help="run one notebook, by number (e.g. 02)")
-    p.add_argument("--results-dir", default=None, help="default: results/ (or $LMM_R1_RESULTS)")
+    p.add_argument("--results-dir", default=None,
+                   help="default: results/ (or $LMM_R1_RESULTS); with --rehearse, results/rehearsal/")
+    p.add_argument("--rehearse", action="store_true",
+                   help="the paper profile on this CPU, offline, against stand-ins (tiny model, fixture data, "
+                        "a local judge, two processes): every cell of 01-04 before a GPU run (lmm_r1/rehearsal.py)")
     p.add_argument("--no-preflight", action="store_true",
                    help="skip the check of what the notebooks' runs need (CUDA, vLLM, judge, MageBench, data)")
     p.add_argument("--fail-on-warnings", action="store_true",

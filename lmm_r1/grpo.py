@@ -100,6 +100,18 @@ def launch_state():
     return PartialState(cpu=not torch.cuda.is_available())
 
 
+def end_launch() -> None:
+    """The ranks of a launch leave together, each after taking down its process group: the other ranks wait
+    while the main one writes the run record, and no rank exits with gloo's threads alive (a rank that did so
+    aborted with "terminate called without an active exception" after a finished run, failing the launch; seen
+    once in the CPU rehearsal). Nothing to do outside a launch."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def gradient_accumulation_steps(cfg: StageConfig, processes: int) -> int:
     """Micro-batches per optimizer step, so that one step sees ``cfg.completions_per_update`` completions."""
     per_pass = processes * cfg.micro_batch_size
@@ -815,6 +827,7 @@ def _train_command(args) -> int:
     except HardwareError as e:  # the CLI's handler prints ValueErrors; this one is a RuntimeError
         print(f"lmm-r1 train: error: {e}", file=sys.stderr)
         return 2
+    end_launch()
     if record:
         folder = run_dir(record["profile"], record["name"], args.results_dir)
         keys = ("train/reward/total", "train/reward/accuracy", "train/reward/format")

@@ -135,12 +135,18 @@ def load_params(notebook: Path, profile: str, params_dir: Path = PARAMS_DIR) -> 
         raise RunError(f"{path}: not valid YAML: {e}") from None
     if not isinstance(values, dict):
         raise RunError(f"{path}: expected a mapping of parameter names to values, got {type(values).__name__}")
+    return check_params(notebook, values, where=str(path))
+
+
+def check_params(notebook: Path, values: dict[str, Any], where: str) -> dict[str, Any]:
+    """``values`` checked against the notebook's declared parameters (names and literal types); ``where`` names
+    their source in the errors (a parameter file, or the rehearsal's override list)."""
     declared = notebook_parameters(notebook)
     for key, value in values.items():
         if key in INJECTED:
-            raise RunError(f"{path}: key {key!r} is set by the runner, remove it")
+            raise RunError(f"{where}: key {key!r} is set by the runner, remove it")
         if key not in declared:
-            raise RunError(f"{path}: unknown parameter {key!r} (the notebook {notebook.name} declares: "
+            raise RunError(f"{where}: unknown parameter {key!r} (the notebook {notebook.name} declares: "
                            f"{', '.join(sorted(declared))})")
         kind = _declared_type(declared[key])
         # an annotation "Union[bool, str]" (papermill reads no `bool | str`) accepts either type
@@ -148,7 +154,7 @@ def load_params(notebook: Path, profile: str, params_dir: Path = PARAMS_DIR) -> 
         expected = sum((_TYPES.get(k, ()) for k in kinds), ()) or None
         wrong_bool = isinstance(value, bool) and not {"bool"} & set(kinds) and {"int", "float"} & set(kinds)
         if expected and value is not None and (wrong_bool or not isinstance(value, expected)):
-            raise RunError(f"{path}: parameter {key!r} should be {kind} (as in {notebook.name}), "
+            raise RunError(f"{where}: parameter {key!r} should be {kind} (as in {notebook.name}), "
                            f"got {type(value).__name__} {value!r}")
     return values
 
@@ -156,11 +162,13 @@ def load_params(notebook: Path, profile: str, params_dir: Path = PARAMS_DIR) -> 
 def run_profile(profile: str, only: str | None = None, results_dir: str | Path | None = None,
                 notebook_dir: Path = NOTEBOOK_DIR, params_dir: Path = PARAMS_DIR,
                 kernel_name: str | None = None, progress_bar: bool = True, fail_on_warnings: bool = False,
-                log=None, preflight: bool = True) -> list[Path]:
+                log=None, preflight: bool = True,
+                param_overrides: dict[str, dict[str, Any]] | None = None) -> list[Path]:
     """Execute the numbered notebooks with ``profile``; return the executed copies under ``results/<profile>/``.
 
     Before any kernel starts, every parameter file is validated and (``preflight``) what each notebook's runs
     will need is checked (``lmm_r1.preflight.notebook_needs``: CUDA, vLLM, the judge, MageBench, data).
+    ``param_overrides`` (notebook stem -> values; the rehearsal's list) replace file values after the same checks.
     A notebook that raises stops the run (the next ones read its results). Defects in the outputs of a notebook
     that ran (``output_problems``) do not stop the next notebook: they are raised together once every notebook
     has run, so a multi-day notebook 02 never keeps 03 from starting. A warning on stderr is only reported
@@ -184,6 +192,10 @@ def run_profile(profile: str, only: str | None = None, results_dir: str | Path |
     root = Path(results_dir or results_root()).resolve()
     # Validate every parameter file before the first kernel starts: a typo in notebook 04 fails in seconds.
     plan = [(nb, load_params(nb, profile, params_dir)) for nb in books]
+    if param_overrides:  # e.g. the rehearsal's list (lmm_r1.rehearsal), checked as strictly as the files
+        plan = [(nb, {**params, **check_params(nb, param_overrides.get(nb.stem, {}),
+                                               where=f"the parameter overrides of {nb.stem}")})
+                for nb, params in plan]
     if preflight:  # and what every notebook's runs will need: a missing judge fails now, not after training
         from lmm_r1.preflight import notebook_needs
 

@@ -12,8 +12,8 @@ import pickle
 
 import pytest
 
-from lmm_r1 import magebench, sokoban_levels
-from lmm_r1.toy.tasks import sokoban
+from lmm_r1 import magebench
+from lmm_r1.rehearsal import magebench_scenarios
 
 BOXES = {"small-v0": 2, "small-v1": 3, "v0": 3, "v1": 4, "v2": 5, "large-v0": 3, "large-v1": 4, "huge-v0": 5}
 
@@ -57,21 +57,7 @@ def test_answer_tags_map_onto_the_parser():
 def scenarios(tmp_path_factory):
     """Three scenarios in MageBench's layout: Sokoban_all.json, Sokoban/<name>.pkl, Sokoban/upper_bound.json."""
     root = tmp_path_factory.mktemp("magebench")
-    (root / "Sokoban").mkdir()
-    names, bounds, solutions = [], {}, {}
-    for i, variant in enumerate(["Sokoban-small-v0", "Sokoban-small-v0", "Sokoban-small-v1"]):
-        env = sokoban_levels.make_env(variant, 21, i)
-        level = sokoban_levels.room_to_xsb(env.room_state)
-        solution = sokoban.solve(level, max_states=200_000)
-        assert solution is not None
-        name = f"{i}-{variant}"
-        with open(root / "Sokoban" / f"{name}.pkl", "wb") as f:
-            pickle.dump(env, f)
-        names.append(name)
-        solutions[name] = solution
-        bounds[name] = {"steps": len(solution), "reward": sokoban.simulate(level, solution)[-1]}
-    (root / "Sokoban_all.json").write_text(json.dumps([f"Sokoban/{n}.pkl" for n in names]))
-    (root / "Sokoban" / "upper_bound.json").write_text(json.dumps(bounds))
+    names, solutions, bounds = magebench_scenarios(root)
     return root, names, solutions, bounds
 
 
