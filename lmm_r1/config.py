@@ -61,6 +61,8 @@ ALGORITHMS = {
     "trl_batch_std": "batch",         # TRL's approximation: group mean subtracted, batch std divided, KL in loss
     "grpo": "group",                  # group mean and group std: GRPO
     "dr_grpo": "none",                # group mean, no std division: Dr.GRPO
+    "ppo_gae": "none",                # PPO with GAE and a learned critic (lmm_r1.trainer, lmm_r1.critic): the raw
+                                      # reward, k1 KL in the token rewards, GAE, whitened advantages
 }
 # TRL's vLLM importance-sampling modes (GRPOConfig.vllm_importance_sampling_mode); "off" disables the correction.
 VLLM_IS_MODES = ("off", "sequence_mask", "sequence_truncate", "token_mask", "token_truncate")
@@ -139,9 +141,10 @@ class StageConfig:
     """Linear layers of the language model that get adapters (the vision tower's layers never do)."""
 
     # --- algorithm (PAPER.md §2) -----------------------------------------------------------------------------
-    algorithm: Literal["reinforce_pp_baseline", "trl_batch_std", "grpo", "dr_grpo"] = "reinforce_pp_baseline"
+    algorithm: Literal["reinforce_pp_baseline", "ppo_gae", "trl_batch_std", "grpo", "dr_grpo"] = "reinforce_pp_baseline"
     """Advantage estimator: reinforce_pp_baseline (OpenRLHF's: group mean, k1 KL in the token rewards, whitened
-    over tokens; lmm_r1.trainer), trl_batch_std (TRL scale_rewards="batch"), grpo ("group"), dr_grpo ("none")."""
+    over tokens; lmm_r1.trainer), ppo_gae (OpenRLHF's PPO: a learned critic, GAE, no group mean; lmm_r1.critic),
+    trl_batch_std (TRL scale_rewards="batch"), grpo ("group"), dr_grpo ("none")."""
     loss_type: Literal["grpo", "dapo", "bnpo", "dr_grpo"] = "grpo"
     """TRL loss aggregation; "grpo" is paper-time OpenRLHF's PolicyLoss: token mean per sequence, then mean over
     sequences ("dapo": one token mean over the batch, OpenRLHF's later default)."""
@@ -163,7 +166,14 @@ class StageConfig:
     max_steps: int = -1
     """Stop after this many optimizer steps; -1 runs ``num_episodes`` passes."""
     critic_learning_rate: float | None = None
-    """The paper's critic learning rate, recorded for reference only: TRL's GRPO has no critic (PAPER.md §2)."""
+    """Peak learning rate of the critic's own Adam (algorithm "ppo_gae"; PAPER.md §3: 9e-6 Geo, 5e-6 Sokoban),
+    on the actor's schedule shape; recorded, unused, by the other algorithms."""
+    gae_gamma: float = 1.0
+    """GAE discount gamma (ppo_gae; the released scripts' --gamma 1)."""
+    gae_lambda: float = 1.0
+    """GAE lambda (ppo_gae; the released scripts' --lambd 1, so the advantage is the return minus the value)."""
+    value_clip: float = 0.2
+    """Clip range of the critic's values around the rollout's (ppo_gae; OpenRLHF's --value_clip default 0.2)."""
 
     # --- optimisation (PAPER.md §2) --------------------------------------------------------------------------
     learning_rate: float
@@ -275,6 +285,18 @@ class StageConfig:
             raise ConfigError("lora_r > 0 needs at least one entry in lora_target_modules")
         if self.init_from is not None and self.init_from.strip() == "":
             raise ConfigError("init_from is an empty string: use None to start from `model`")
+        if self.algorithm == "ppo_gae":
+            if not self.critic_learning_rate or self.critic_learning_rate <= 0:
+                raise ConfigError(f"algorithm 'ppo_gae' trains a critic: critic_learning_rate must be > 0, got "
+                                  f"{self.critic_learning_rate}")
+            if self.lora_r:
+                raise ConfigError("algorithm 'ppo_gae' with LoRA (lora_r > 0) is not supported: the critic is a full "
+                                  "model")
+            for name, low, high in (("gae_gamma", 0.0, 1.0), ("gae_lambda", 0.0, 1.0)):
+                if not low <= getattr(self, name) <= high:
+                    raise ConfigError(f"{name} must lie in [{low}, {high}], got {getattr(self, name)}")
+            if self.value_clip <= 0:
+                raise ConfigError(f"value_clip must be > 0, got {self.value_clip}")
 
     # Derived values are properties: nothing is filled in after parsing.
     @property
@@ -319,7 +341,7 @@ class StageConfig:
         """Where the KL term acts: the token rewards (k1, OpenRLHF's) or TRL's loss (k3)."""
         if self.beta == 0:
             return "none"
-        return "k1 in the reward" if self.algorithm == "reinforce_pp_baseline" else "k3 in the loss"
+        return "k1 in the reward" if self.algorithm in ("reinforce_pp_baseline", "ppo_gae") else "k3 in the loss"
 
     @property
     def needs_gpu(self) -> bool:
@@ -486,6 +508,9 @@ SOKOBAN_LEVELS = 11_500  # PAPER.md §6: 11,500 generated levels
 _SAME_RECIPE = {"direct_rl_geometry": "mgt_geometry", "direct_rl_sokoban": "mgt_sokoban",
                 "direct_rl_percept": "mgt_percept"}
 _MGT = ("mgt_percept", "mgt_geometry", "mgt_sokoban")
+# The released scripts' --advantage_estimator gae (train_mgt_geo.sh, train_direct_rl_geo.sh, train_sokoban.sh):
+# the Geo and Sokoban recipes, MGT and Direct-RL alike (both follows columns)
+_GAE = ("mgt_geometry", "mgt_sokoban")
 SAMPLES_PER_PROMPT = 16  # PAPER.md §3, every stage
 
 
@@ -505,7 +530,8 @@ def _paper_values(stage: str, follows: str) -> tuple[dict[str, Any], dict[str, s
         generation_batch_size=row["prompts"][pick] * SAMPLES_PER_PROMPT,
         num_episodes=row["episodes"][pick], learning_rate=row["lr"][pick],
         max_completion_length=row["max_gen"][pick], beta=row["kl"][pick], critic_learning_rate=row["critic_lr"],
-        updates_per_rollout=PAPER_UPDATES_PER_ROLLOUT, loss_type="grpo", algorithm="reinforce_pp_baseline",
+        updates_per_rollout=PAPER_UPDATES_PER_ROLLOUT, loss_type="grpo",
+        algorithm="ppo_gae" if column in _GAE else "reinforce_pp_baseline",
         vllm_importance_sampling="off", reward_semantics="upstream",
     )
     src = _SCRIPTS if follows == "scripts" else col
@@ -529,11 +555,14 @@ def _paper_values(stage: str, follows: str) -> tuple[dict[str, Any], dict[str, s
         num_episodes=f"{col}: episodes {row['episodes'][pick]} ({which})",
         learning_rate=f"{col}: actor lr {row['lr'][pick]:g} ({which})",
         max_completion_length=f"{col}: max generation {row['max_gen'][pick]} ({which})",
-        beta=f"{src}: KL coef {row['kl'][pick]:g}", critic_learning_rate=f"{col}: critic lr (recorded, unused)",
+        beta=f"{src}: KL coef {row['kl'][pick]:g}", critic_learning_rate=f"{col}: critic lr" + ("" if column in _GAE else " (recorded, unused)"),
         updates_per_rollout="OpenRLHF: rollout prompts x 16 / train_batch_size samples = 16 (fidelity: "
                             "updates_per_rollout)",
-        algorithm="REINFORCE++-baseline as OpenRLHF computes it (fidelity: advantage_estimator; PPO+GAE stages: "
-                  "ppo_gae, not implemented)",
+        algorithm=(f"{_SCRIPTS}/train_{'sokoban' if column == 'mgt_sokoban' else stage.replace('_geometry', '_geo')}"
+                   ".sh: --advantage_estimator gae (fidelity: ppo_gae)") if column in _GAE else
+                  "REINFORCE++-baseline as OpenRLHF computes it (fidelity: advantage_estimator)",
+        gae_gamma=f"{_SCRIPTS}: --gamma 1", gae_lambda=f"{_SCRIPTS}: --lambd 1",
+        value_clip="OpenRLHF train_ppo_ray.py --value_clip default 0.2",
         loss_type=f"{_SCRIPTS}-era OpenRLHF PolicyLoss: token mean per sequence, then mean (fidelity: loss_type)",
         vllm_importance_sampling="upstream has no vLLM importance-sampling correction (fidelity: vllm_is_correction)",
         reward_semantics="TideDra/lmm-r1@dd143ad math_verifier.py / sokoban_verifier.py (fidelity: reward_semantics)",

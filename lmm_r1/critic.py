@@ -12,8 +12,15 @@ OpenRLHF's rules at the paper's commit (TideDra/lmm-r1@dd143ad), written to be c
   sequences, times 0.5.
 
 Whitening the advantages over the rollout is ``lmm_r1.trainer.whiten`` (the same for both estimators); the
-returns are not whitened. The critic model, its optimizer and its place in the trainer are not built yet: the
-fidelity register lists the four runs as run with REINFORCE++-baseline (issue 27).
+returns are not whitened.
+
+The critic (``ValueModel``, ``load_critic``) is OpenRLHF's ``CriticModel`` for the released runs
+(``openrlhf/models/model.py`` ``_get_critic_model``; ``train_ppo_ray.py``: ``critic_pretrain`` = the actor's starting
+checkpoint, ``init_value_head`` then true): the model's backbone (vision tower and language model, no LM head) and a
+bias-free linear value head initialised N(0, 1/(H+1)); the value of completion token t is read from the hidden state
+at the position before it, as the policy's logits are (``values[:, :-1][:, -num_actions:]``). It sees the images
+through its own vision tower, which ``--freeze_prefix visual`` (the actor's) leaves trainable. Its place in training
+(old values per rollout, its own Adam and schedule, checkpoints) is ``lmm_r1.trainer`` (``algorithm="ppo_gae"``).
 """
 
 from __future__ import annotations
@@ -59,3 +66,51 @@ def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Te
         loss = (values - returns) ** 2
     mask = mask.to(loss.dtype)
     return 0.5 * ((loss * mask).sum(-1) / mask.sum(-1)).mean()
+
+
+def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> float:
+    """1 - Var(G - V) / Var(G) over the completion tokens: 1 when the critic predicts the returns, 0 when it
+    does no better than their mean (the usual PPO diagnostic; the run logs it per rollout)."""
+    mask = mask.bool()
+    g, v = returns[mask].float(), values[mask].float()
+    var = g.var(unbiased=False) if g.numel() > 1 else g.new_tensor(0.0)
+    return float("nan") if var <= 0 else (1 - (g - v).var(unbiased=False) / var).item()
+
+
+class ValueModel(torch.nn.Module):
+    """The critic: a vision-language backbone (``Qwen2_5_VLModel``: vision tower + language model) and a value head.
+
+    ``forward(input_ids, attention_mask, logits_to_keep, **vision)`` returns (B, logits_to_keep) values, the value
+    of each of the last ``logits_to_keep`` tokens read one position earlier (the logits' alignment)."""
+
+    def __init__(self, backbone: torch.nn.Module, hidden_size: int, generator: torch.Generator | None = None):
+        super().__init__()
+        self.backbone = backbone
+        self.value_head = torch.nn.Linear(hidden_size, 1, bias=False)
+        param = next(backbone.parameters())
+        self.value_head.to(device=param.device, dtype=param.dtype)
+        with torch.no_grad():  # OpenRLHF's init_value_head: normal, std 1 / (hidden_size + 1)
+            weight = torch.randn(self.value_head.weight.shape, generator=generator) / (hidden_size + 1)
+            self.value_head.weight.copy_(weight.to(self.value_head.weight.dtype))
+
+    def forward(self, input_ids, attention_mask, logits_to_keep: int, **vision) -> torch.Tensor:
+        out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **vision)
+        values = self.value_head(out.last_hidden_state).squeeze(-1).float()
+        return values[:, :-1][:, -logits_to_keep:]
+
+
+def load_critic(path: str, *, dtype: torch.dtype | None = None, seed: int = 0,
+                gradient_checkpointing: bool = False) -> ValueModel:
+    """The critic of a run that starts from ``path`` (its actor's starting checkpoint, as upstream): the model's
+    backbone, without the LM head, and a fresh value head drawn with ``seed``."""
+    from lmm_r1.models import load_model
+
+    model = load_model(path, dtype=dtype or "auto")
+    backbone = model.model  # Qwen2_5_VLModel: the vision tower and the language model, no lm_head
+    hidden = model.config.text_config.hidden_size if hasattr(model.config, "text_config") else model.config.hidden_size
+    del model.lm_head
+    if gradient_checkpointing:
+        backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    critic = ValueModel(backbone, hidden, generator=torch.Generator().manual_seed(seed))
+    critic.train()
+    return critic

@@ -62,17 +62,25 @@ REGISTER: tuple[Departure, ...] = (
         "advantage_estimator", "advantage estimator (FRE-Text, FRE-Multi, MGT-PerceReason)",
         "REINFORCE++-baseline: reward minus the group mean (no std), k1 KL added to the token rewards, returns "
         f"summed with gamma 1, advantages whitened over every token of the rollout ({UPSTREAM} experience_maker.py, "
-        "replay_buffer.py normalize)",
-        "algorithm='reinforce_pp_baseline': the same estimator in lmm_r1.trainer (a GRPOTrainer subclass); TRL's "
-        "'trl_batch_std' (group mean / batch std, KL in the loss), 'grpo', 'dr_grpo' selectable",
-        "algorithm", "reinforce_pp_baseline", "reinforce_pp_baseline"),
+        "replay_buffer.py normalize; train_fre_text.sh, train_fre_multi.sh, train_mgt_percereas.sh: "
+        "--advantage_estimator reinforce_baseline). The paper's text draws PPO with GAE and its table lists a critic "
+        "lr for FRE too: the kit follows the scripts under both columns",
+        "algorithm='reinforce_pp_baseline': the same estimator in lmm_r1.trainer (a GRPOTrainer subclass); "
+        "'ppo_gae' (the paper text's PPO), TRL's 'trl_batch_std' (group mean / batch std, KL in the loss), 'grpo', "
+        "'dr_grpo' selectable",
+        "algorithm", "reinforce_pp_baseline", "reinforce_pp_baseline",
+        stages=("fre_text", "fre_multi", "mgt_percept", "direct_rl_percept")),
     Departure(
-        "ppo_gae", "PPO with GAE and a critic (paper text; scripts: MGT-Geo, Direct-RL-Geo, both Sokoban runs)",
-        "a learned critic (lr 9e-6 / 5e-6, value clip 0.2), GAE with gamma = lambda = 1, no group baseline "
-        f"({UPSTREAM} train_mgt_geo.sh, train_direct_rl_geo.sh, train_sokoban.sh: --advantage_estimator gae)",
-        "not implemented: those stages run REINFORCE++-baseline with a group baseline; critic_learning_rate is "
-        "recorded, unused",
-        "", "reinforce_pp_baseline", "reinforce_pp_baseline", implemented=False,
+        "ppo_gae", "PPO with GAE and a critic (MGT-Geo, Direct-RL-Geo, both Sokoban runs)",
+        "a critic initialised from the actor's starting checkpoint (backbone + bias-free value head, N(0, 1/(H+1))), "
+        "its own Adam at lr 9e-6 (Geo, the default) / 5e-6 (Sokoban), cosine to 0.1x after 3% warm-up, value clip "
+        "0.2; the raw reward (no group mean) clipped on the last token, k1 KL per token, GAE with gamma = lambda = 1, "
+        f"advantages whitened over the rollout, returns not ({UPSTREAM} train_mgt_geo.sh, train_direct_rl_geo.sh, "
+        "train_sokoban.sh: --advantage_estimator gae; openrlhf/models/model.py, ppo_critic.py, experience_maker.py)",
+        "algorithm='ppo_gae' (lmm_r1.trainer, lmm_r1.critic): the same; the critic steps once per actor step; "
+        "'reinforce_pp_baseline' (the kit's earlier stand-in, a group baseline) selectable. Under DeepSpeed the "
+        "critic's second engine has not run on a GPU yet (scripts/gpu_check.sh checks it)",
+        "algorithm, critic_learning_rate, gae_gamma, gae_lambda, value_clip", "ppo_gae", "ppo_gae",
         stages=("mgt_geometry", "direct_rl_geometry", "mgt_sokoban", "direct_rl_sokoban"), attr="algorithm"),
     Departure(
         "kl_placement", "KL term",

@@ -421,8 +421,16 @@ def build_trainer(cfg: StageConfig, *, output_dir: str | Path, profile: str | No
         freeze_vision_tower(model)
     from lmm_r1.trainer import LMMR1Trainer
 
+    critic = None
+    if cfg.algorithm == "ppo_gae":  # the critic starts from the actor's starting checkpoint, as upstream's
+        from lmm_r1.critic import load_critic
+
+        critic = load_critic(source, dtype=model.dtype, seed=cfg.seed,
+                             gradient_checkpointing=cfg.gradient_checkpointing)
     trainer = LMMR1Trainer(
-        algorithm="reinforce_pp_baseline" if cfg.algorithm == "reinforce_pp_baseline" else "trl",
+        algorithm=cfg.algorithm if cfg.algorithm in ("reinforce_pp_baseline", "ppo_gae") else "trl",
+        critic=critic, critic_lr=cfg.critic_learning_rate if critic is not None else None,
+        gae_gamma=cfg.gae_gamma, gae_lambda=cfg.gae_lambda, value_clip=cfg.value_clip,
         pixel_limits=pixel_limits(cfg), sentinel_every=cfg.sentinel_every,
         model=model,
         reward_funcs=funcs,
@@ -813,6 +821,11 @@ def _train_command(args) -> int:
             print(f"{name:30s} {value!r:40s} {sources.get(name, '')}")
         print(f"\nderived: {cfg.completions_per_update} completions per optimizer step, {cfg.updates_per_rollout} "
               f"optimizer steps per rollout, KL: {cfg.kl_placement}, upstream ran: {cfg.upstream_algorithm}")
+        if cfg.algorithm == "ppo_gae":
+            print(f"critic: a second {cfg.model if cfg.init_from is None else 'init_from'} backbone + value head, "
+                  f"own AdamW at lr {cfg.critic_learning_rate:g} ({sources.get('critic_learning_rate', '')}), GAE "
+                  f"gamma {cfg.gae_gamma:g} lambda {cfg.gae_lambda:g}, value clip {cfg.value_clip:g}, one critic step "
+                  "per optimizer step")
         print("\nfidelity register (lmm_r1/fidelity.py): this run's value, the preset's for upstream")
         for row in fidelity.for_config(cfg):
             mark = "" if row["implemented"] else "   [upstream behaviour not selectable]"

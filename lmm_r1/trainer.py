@@ -38,6 +38,18 @@ What it changes, and nothing else (``lmm_r1.grpo`` builds it from a stage config
    ``special_tokens``).
 5. **Sentinels for silent failure** (``lmm_r1.sentinels``): readings logged as ``train/sentinel/*``, warnings
    when one fires, a summary in the run record.
+6. **PPO with GAE and a learned critic** (``algorithm="ppo_gae"``; register ``ppo_gae``), as OpenRLHF ran the
+   released MGT-Geo, Direct-RL-Geo and Sokoban scripts: the raw reward (no group mean) clipped to [-10, 10] on the
+   last completion token, ``-beta * k1`` on every token, the critic's values of the rollout taken once (no grad),
+   ``lmm_r1.critic.gae`` with gamma and lambda, the advantages whitened over the rollout (all processes), the
+   returns not. Each micro-batch adds the critic's clipped value loss (its gradient scaled as the actor's), and the
+   critic takes one step of its own Adam (the actor's betas, weight decay and clip, ``critic_lr``, cosine to 0.1x
+   after the same warm-up) each time the actor steps, its gradients averaged over the processes. Checkpoints hold
+   the critic, its optimizer and schedule (``critic.pt``), restored on resume. Only the actor goes to vLLM.
+   Under DeepSpeed the critic is a second engine, built from the actor's finished config (ZeRO stage, bf16,
+   accumulation, clipping) with the kit's Adam and schedule, and saved with the engine's own checkpoint: written
+   from DeepSpeed's documented API and run on a GPU only by ``scripts/gpu_check.sh`` (no GPU was lent when it was
+   written). Not with FSDP or peft.
 """
 
 from __future__ import annotations
@@ -48,12 +60,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from transformers import TrainerCallback
 from trl import GRPOTrainer
 
 from lmm_r1.sentinels import ImageTokenMismatch, Watch, blank_pixels, special_token_share
 
 REWARD_CLIP = 10.0  # OpenRLHF's --reward_clip_range default (-10, 10), train_ppo_ray.py
-ALGORITHMS = ("reinforce_pp_baseline", "trl")
+ALGORITHMS = ("reinforce_pp_baseline", "ppo_gae", "trl")
+CRITIC_FILE = "critic.pt"  # in each checkpoint folder: the critic's weights, optimizer and schedule
 VISION_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>")
 BANNED_LOGIT_BIAS = -100.0  # vLLM adds it to the logit: never sampled in practice, cut if it is
 SENTINEL_EVERY = 10  # rollouts between vision-ablation readings (two extra forward passes of the batch)
@@ -140,17 +154,36 @@ class LMMR1Trainer(GRPOTrainer):
     """TRL's GRPOTrainer with OpenRLHF's REINFORCE++-baseline estimator and a correct resume (module docstring)."""
 
     def __init__(self, *args, algorithm: str = "trl", reward_clip: float | None = REWARD_CLIP,
-                 pixel_limits: dict | None = None, sentinel_every: int = SENTINEL_EVERY, **kwargs):
+                 pixel_limits: dict | None = None, sentinel_every: int = SENTINEL_EVERY, critic=None,
+                 critic_lr: float | None = None, gae_gamma: float = 1.0, gae_lambda: float = 1.0,
+                 value_clip: float | None = 0.2, **kwargs):
         if algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
+        if (algorithm == "ppo_gae") != (critic is not None) or (critic is not None and not critic_lr):
+            raise ValueError("algorithm='ppo_gae' needs a critic (lmm_r1.critic.load_critic) and critic_lr; "
+                             "the other algorithms take none")
         if sentinel_every < 1:
             raise ValueError(f"sentinel_every must be >= 1, got {sentinel_every}")
         with engine_pixel_limits(pixel_limits):
             super().__init__(*args, **kwargs)
-        if algorithm == "reinforce_pp_baseline" and self.scale_rewards != "none":
-            raise ValueError("reinforce_pp_baseline needs scale_rewards='none' (it whitens the token advantages "
+        if algorithm in ("reinforce_pp_baseline", "ppo_gae") and self.scale_rewards != "none":
+            raise ValueError(f"{algorithm} needs scale_rewards='none' (it whitens the token advantages "
                              f"itself), got {self.scale_rewards!r}")
         self.kit_algorithm = algorithm
+        self.critic, self.critic_lr = critic, critic_lr
+        self.gae_gamma, self.gae_lambda, self.value_clip = gae_gamma, gae_lambda, value_clip
+        self.critic_optimizer = self.critic_scheduler = None
+        self._rewards_per_func = None
+        if critic is not None:
+            from accelerate.utils import is_peft_model
+
+            if self.is_fsdp_enabled or is_peft_model(self.model):
+                raise ValueError("algorithm='ppo_gae' does not run under FSDP or with peft: the critic is a full "
+                                 "model of its own (plain processes or DeepSpeed)")
+            if not self.is_deepspeed_enabled:  # DeepSpeed places it (critic_engine)
+                critic.to(self.accelerator.device)
+            self.add_callback(_CriticStep(self))
+        self.critic_engine = None
         self.reward_clip = reward_clip
         self.sentinels = Watch()
         self.sentinel_every = sentinel_every
@@ -301,34 +334,216 @@ class LMMR1Trainer(GRPOTrainer):
         behaviour_logps = functools.cache(lambda: self._behaviour_logps(out))
         if self.model.training:
             self._take_readings(inputs, out, behaviour_logps)
-        if self.kit_algorithm != "reinforce_pp_baseline" or not self.model.training:
+        if self.kit_algorithm not in ("reinforce_pp_baseline", "ppo_gae") or not self.model.training:
             return out
         mask = out["completion_mask"]
         if self.beta != 0.0:
             kl = (behaviour_logps() - out["ref_per_token_logps"]) * mask  # k1, per token
         else:
             kl = torch.zeros_like(mask, dtype=torch.float32)
-        adv = token_advantages(out["advantages"], kl.float(), mask, self.beta, self.reward_clip)
-        out["advantages"] = whiten(adv, mask, lambda t: self.accelerator.reduce(t, reduction="sum"))
+        reduce = lambda t: self.accelerator.reduce(t, reduction="sum")  # noqa: E731
+        if self.kit_algorithm == "ppo_gae":
+            out.update(self._gae_rollout(out, kl.float(), reduce))
+        else:
+            adv = token_advantages(out["advantages"], kl.float(), mask, self.beta, self.reward_clip)
+            out["advantages"] = whiten(adv, mask, reduce)
         mean_kl = self.accelerator.reduce(torch.stack([kl.sum(), mask.sum().float()]), reduction="sum")
         self._metrics["train"]["kl_k1"].append((mean_kl[0] / mean_kl[1].clamp(min=1)).item())
         return out
 
     def _compute_loss(self, model, inputs):
-        if self.kit_algorithm != "reinforce_pp_baseline":
+        if self.kit_algorithm not in ("reinforce_pp_baseline", "ppo_gae"):
             return super()._compute_loss(model, inputs)
         beta, self.beta = self.beta, 0.0  # the KL is in the advantages already (OpenRLHF's placement)
         try:
-            return super()._compute_loss(model, inputs)
+            loss = super()._compute_loss(model, inputs)
         finally:
             self.beta = beta
+        if self.critic is not None and self.model.training and "returns" in inputs:
+            self._critic_backward(inputs)
+        return loss
+
+    # -- 6. PPO with GAE and a critic --------------------------------------------------------------------------
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        # the raw rewards of every process's completions: GAE has no group baseline (TRL's advantages have one)
+        self._rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        return self._rewards_per_func
+
+    def _critic_inputs(self, out: dict) -> tuple[dict, int]:
+        ids = torch.cat([out["prompt_ids"], out["completion_ids"]], dim=1)
+        mask = torch.cat([out["prompt_mask"], out["completion_mask"]], dim=1)
+        vision = {k: out[k] for k in ("pixel_values", "image_grid_thw") if out.get(k) is not None}
+        return dict(input_ids=ids, attention_mask=mask, **vision), out["completion_ids"].size(1)
+
+    def _values(self, out: dict) -> torch.Tensor:
+        """The critic's values of the completion tokens, micro-batch by micro-batch (as the logps are)."""
+        inputs, keep = self._critic_inputs(out)
+        critic = self._critic_forward()
+        step = self.args.per_device_train_batch_size
+        rows = inputs["input_ids"].size(0)
+        if "image_grid_thw" not in inputs or step >= rows:
+            return critic(**inputs, logits_to_keep=keep)
+        # pixel_values are the rows' patches concatenated: cut them where each row's images end
+        patches = inputs["image_grid_thw"].prod(-1)
+        per_row = out["num_images"] if out.get("num_images") is not None else [1] * rows
+        ends = torch.cumsum(torch.tensor([int(n) for n in per_row]), 0).tolist()
+        image_ends = [0] + ends
+        patch_ends = [0] + torch.cumsum(patches, 0).tolist()
+        chunks = []
+        for a in range(0, rows, step):
+            b = min(a + step, rows)
+            i0, i1 = image_ends[a], image_ends[b]
+            chunk = dict(input_ids=inputs["input_ids"][a:b], attention_mask=inputs["attention_mask"][a:b],
+                         pixel_values=inputs["pixel_values"][patch_ends[i0]:patch_ends[i1]],
+                         image_grid_thw=inputs["image_grid_thw"][i0:i1])
+            chunks.append(critic(**chunk, logits_to_keep=keep))
+        return torch.cat(chunks)
+
+    def _gae_rollout(self, out: dict, kl: torch.Tensor, reduce) -> dict:
+        from lmm_r1.critic import explained_variance, gae
+
+        mask = out["completion_mask"]
+        rows = mask.size(0)
+        start = self.accelerator.process_index * rows
+        weights = self.reward_weights.to(self._rewards_per_func.device)
+        rewards = torch.nan_to_num((self._rewards_per_func * weights.unsqueeze(0)).nansum(dim=1), nan=0.0)
+        reward = rewards[start:start + rows].to(kl.device)
+        if self.reward_clip is not None:
+            reward = reward.clamp(-self.reward_clip, self.reward_clip)
+        last = (mask.sum(1) - 1).clamp(min=0)  # the reward sits on the last completion token
+        token_rewards = -self.beta * kl * mask
+        token_rewards[torch.arange(rows), last] += reward * (mask.sum(1) > 0)
+        with torch.no_grad():
+            self.critic.eval()
+            old_values = self._values(out).to(kl.dtype) * mask
+            self.critic.train()
+        advantages, returns = gae(token_rewards, old_values, mask, self.gae_gamma, self.gae_lambda)
+        m = self._metrics["train"]
+        m["critic/values_mean"].append((old_values.sum() / mask.sum().clamp(min=1)).item())
+        m["critic/explained_variance"].append(explained_variance(old_values, returns, mask))
+        m["critic/returns_mean"].append((returns * mask).sum().item() / max(mask.sum().item(), 1))
+        return {"advantages": whiten(advantages, mask, reduce), "old_values": old_values, "returns": returns}
+
+    def _critic_backward(self, inputs: dict) -> None:
+        from lmm_r1.critic import value_loss
+
+        critic_inputs, keep = self._critic_inputs(inputs)
+        values = self._critic_forward()(**critic_inputs, logits_to_keep=keep)
+        loss = value_loss(values, inputs["old_values"], inputs["returns"], inputs["completion_mask"],
+                          self.value_clip)
+        self._metrics["train"]["critic/value_loss"].append(loss.item())
+        if self.critic_engine is not None:  # DeepSpeed scales by its accumulation steps and steps at the boundary
+            self.critic_engine.backward(loss)
+            self.critic_engine.step()
+            return
+        # scaled like the actor's loss (transformers divides it by the accumulation steps): one critic step per
+        # actor step sees the mean over the same micro-batches
+        (loss / self.current_gradient_accumulation_steps).backward()
+
+    def _critic_forward(self):
+        """The critic to call: the module, or under DeepSpeed its engine, built on first use from the actor's
+        finished DeepSpeed config (its "auto" values resolved by then) without optimizer and scheduler entries:
+        the critic's are the kit's (upstream's critic: Adam, betas and schedule as the actor's, its own lr)."""
+        if not self.is_deepspeed_enabled:
+            return self.critic
+        if self.critic_engine is None:
+            import copy
+
+            import deepspeed
+
+            config = copy.deepcopy(self.accelerator.state.deepspeed_plugin.deepspeed_config)
+            for key in ("optimizer", "scheduler"):
+                config.pop(key, None)
+            config["zero_allow_untested_optimizer"] = True  # torch's AdamW, as the actor's under the Trainer
+            self.critic_engine, *_ = deepspeed.initialize(model=self.critic, optimizer=self.critic_optimizer,
+                                                          lr_scheduler=self.critic_scheduler, config=config,
+                                                          dist_init_required=False)
+        return self.critic_engine
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        # the actor's schedule is made here with the run's step count (transformers 5.17 _inner_training_loop):
+        # the critic's optimizer and schedule follow it
+        scheduler = super().create_scheduler(num_training_steps=num_training_steps, optimizer=optimizer)
+        self._create_critic_optimizer(num_training_steps)
+        return scheduler
+
+    def _create_critic_optimizer(self, num_training_steps: int):
+        if self.critic is None or self.critic_optimizer is not None:
+            return
+        from transformers import get_scheduler
+
+        args = self.args
+        params = [p for p in self.critic.parameters() if p.requires_grad]
+        self.critic_optimizer = torch.optim.AdamW(params, lr=self.critic_lr, betas=(args.adam_beta1, args.adam_beta2),
+                                                  eps=args.adam_epsilon, weight_decay=args.weight_decay)
+        # upstream's critic schedule: cosine_with_min_lr, warm-up ceil(steps x ratio), min_lr 0.1 x lr (ppo_critic.py)
+        self.critic_scheduler = get_scheduler(
+            "cosine_with_min_lr", self.critic_optimizer, num_warmup_steps=args.get_warmup_steps(num_training_steps),
+            num_training_steps=num_training_steps,
+            scheduler_specific_kwargs={"min_lr": self.critic_lr * (args.lr_scheduler_kwargs or {}).get("min_lr_rate", 0.1)})
+
+    def critic_step(self) -> None:
+        """One critic update: gradients averaged over the processes, clipped like the actor's, Adam, schedule
+        (under DeepSpeed the engine stepped already)."""
+        import torch.distributed as dist
+
+        if self.critic_engine is not None:
+            self._metrics["train"]["critic/lr"].append(self.critic_scheduler.get_last_lr()[0])
+            return
+
+        params = [p for p in self.critic.parameters() if p.requires_grad]
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            for p in params:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+                dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+                p.grad /= dist.get_world_size()
+        if self.args.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(params, self.args.max_grad_norm)
+        self.critic_optimizer.step()
+        self.critic_scheduler.step()
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        self._metrics["train"]["critic/lr"].append(self.critic_scheduler.get_last_lr()[0])
+
+    def _save_checkpoint(self, model, trial):
+        if self.critic is not None:
+            # written before the trainer's state, which marks a checkpoint complete (lmm_r1.grpo._last_checkpoint)
+            from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+            folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            if self.is_deepspeed_enabled:  # collective: every rank saves its shards
+                self._critic_forward().save_checkpoint(str(folder), tag="critic")
+        if self.critic is not None and not self.is_deepspeed_enabled and self.args.should_save:
+            folder.mkdir(parents=True, exist_ok=True)
+            torch.save({"critic": self.critic.state_dict(), "optimizer": self.critic_optimizer.state_dict(),
+                        "scheduler": self.critic_scheduler.state_dict()}, folder / CRITIC_FILE)
+        super()._save_checkpoint(model, trial)
+
+    def _load_critic(self, checkpoint) -> None:
+        if self.is_deepspeed_enabled:
+            if not (Path(checkpoint) / "critic").is_dir():
+                raise FileNotFoundError(f"{checkpoint}: no critic/ engine checkpoint: not written by a ppo_gae run")
+            self._critic_forward().load_checkpoint(str(checkpoint), tag="critic")
+            return
+        path = Path(checkpoint) / CRITIC_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{checkpoint}: no {CRITIC_FILE}: this checkpoint was not written by a ppo_gae "
+                                    "run, so its critic cannot be restored")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        self.critic.load_state_dict(state["critic"])
+        self.critic_optimizer.load_state_dict(state["optimizer"])
+        self.critic_scheduler.load_state_dict(state["scheduler"])
 
     # -- 2. resume ---------------------------------------------------------------------------------------------
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         """transformers 5.17 maps the optimizer state to ``args.device`` when several processes train
         (trainer.py:3822); on CPU that device is ``cpu:<n>``, a location ``torch.load`` cannot restore (found by
-        the kit's two-process resume test). Several CPU processes load it to ``cpu``; everything else is TRL's."""
+        the kit's two-process resume test). Several CPU processes load it to ``cpu``; everything else is TRL's.
+        A ppo_gae run restores its critic here too."""
+        if checkpoint is not None and self.critic is not None:
+            self._load_critic(checkpoint)
         device = self.args.device
         if (checkpoint is None or device.type != "cpu" or device.index is None or self.is_deepspeed_enabled
                 or self.is_fsdp_enabled):
@@ -350,6 +565,16 @@ class LMMR1Trainer(GRPOTrainer):
             return super()._load_from_checkpoint(resume_from_checkpoint, model)
         saved = type(model).from_pretrained(resume_from_checkpoint, dtype=next(model.parameters()).dtype)
         model.load_state_dict(saved.state_dict(), strict=True)  # every weight, or an error
+
+
+class _CriticStep(TrainerCallback):
+    """The critic steps when the actor does (transformers calls ``on_optimizer_step`` right after the actor's)."""
+
+    def __init__(self, trainer: LMMR1Trainer):
+        self.trainer = trainer
+
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        self.trainer.critic_step()
 
 
 def guarded_generate(generate, prompts, images, num_generations, profiler=None, *, trainer, mode: str):

@@ -31,6 +31,13 @@ p = Path('$R/gpu_check/fre_text_seed0/model'); assert is_model_dir(p), sorted(x.
 m = load_model(p, dtype=torch.bfloat16); assert sum(t.numel() for t in m.parameters()) > 1e5
 print(json.loads((p / 'processor_config.json').read_text())['image_processor']['size'])"
   check zero3_mgt $Z --stage mgt_percept $A --set max_steps=2 --set init_from=$R/gpu_check/fre_text_seed0/model
+  # 3b. PPO with GAE under ZeRO-3: the critic as a second DeepSpeed engine and its engine checkpoint (issue 27)
+  check zero3_ppo_gae $Z --stage mgt_geometry $A --set max_steps=3 --set algorithm=ppo_gae \
+    --set critic_learning_rate=1e-4 --set init_from=$R/gpu_check/fre_text_seed0/model
+  check ppo_gae_record $PY -c "
+import json; from pathlib import Path; run = Path('$R/gpu_check/mgt_geometry_seed0'); r = json.load(open(run / 'metrics.json'))
+print('peak MiB', r['cost']['peak_memory_mib'], 'value loss', r['metrics'].get('train/critic/value_loss/last'))
+assert r['global_step'] == 3 and (run / 'checkpoints/checkpoint-2/critic').is_dir()"
 else
   echo "CHECK zero3 skipped: deepspeed not importable"
 fi

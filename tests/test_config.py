@@ -52,8 +52,16 @@ def test_paper_preset_shared_recipe(stage):
     # PAPER.md §2: clip 0.2, 16 optimizer steps per rollout, Adam (0.9, 0.95), grad clip 1.0, cosine to 0.1*lr,
     # warm-up 0.03, seed 42, bf16, vLLM colocated with util 0.5 and sleep mode
     assert (cfg.epsilon, cfg.updates_per_rollout, cfg.adam_beta1, cfg.adam_beta2) == (0.2, 16, 0.9, 0.95)
-    # paper-time OpenRLHF: REINFORCE++-baseline with k1 KL in the reward, per-sequence token mean, no vLLM IS weight
-    assert (cfg.algorithm, cfg.loss_type, cfg.vllm_importance_sampling) == ("reinforce_pp_baseline", "grpo", "off")
+    # paper-time OpenRLHF: REINFORCE++-baseline (FRE, MGT-PerceReason) or PPO with GAE and a critic (the released
+    # train_mgt_geo.sh, train_direct_rl_geo.sh, train_sokoban.sh), k1 KL in the reward, per-sequence token mean,
+    # no vLLM IS weight
+    gae = stage in ("mgt_geometry", "direct_rl_geometry", "mgt_sokoban", "direct_rl_sokoban")
+    assert cfg.algorithm == ("ppo_gae" if gae else "reinforce_pp_baseline")
+    assert (cfg.loss_type, cfg.vllm_importance_sampling) == ("grpo", "off")
+    if gae:  # --gamma 1 --lambd 1, OpenRLHF's --value_clip default; the critic lr from the table
+        assert (cfg.gae_gamma, cfg.gae_lambda, cfg.value_clip) == (1.0, 1.0, 0.2)
+        assert cfg.critic_learning_rate == (5e-6 if "sokoban" in stage else 9e-6)
+        assert "--advantage_estimator gae" in cfg.sources["algorithm"]
     assert cfg.reward_semantics == "upstream"
     assert cfg.kl_placement == ("none" if "sokoban" in stage else "k1 in the reward")
     assert (cfg.max_grad_norm, cfg.min_lr_ratio, cfg.warmup_ratio, cfg.seed) == (1.0, 0.1, 0.03, 42)
