@@ -68,13 +68,22 @@ def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Te
     return 0.5 * ((loss * mask).sum(-1) / mask.sum(-1)).mean()
 
 
-def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> float:
+def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> float | None:
     """1 - Var(G - V) / Var(G) over the completion tokens: 1 when the critic predicts the returns, 0 when it
-    does no better than their mean (the usual PPO diagnostic; the run logs it per rollout)."""
+    does no better than their mean (the usual PPO diagnostic; the run logs it per rollout). None when the returns
+    do not vary (a Sokoban rollout where every completion scored the same): there is nothing to explain.
+
+    >>> explained_variance(torch.tensor([[1.0, 3.0]]), torch.tensor([[1.0, 3.0]]), torch.tensor([[1, 1]]))
+    1.0
+    >>> explained_variance(torch.tensor([[0.0, 0.0]]), torch.tensor([[2.0, 2.0]]), torch.tensor([[1, 1]])) is None
+    True
+    """
     mask = mask.bool()
-    g, v = returns[mask].float(), values[mask].float()
+    g, v = returns[mask].double(), values[mask].double()
     var = g.var(unbiased=False) if g.numel() > 1 else g.new_tensor(0.0)
-    return float("nan") if var <= 0 else (1 - (g - v).var(unbiased=False) / var).item()
+    if var <= 1e-12 * max(1.0, g.abs().max().item() ** 2):
+        return None
+    return (1 - (g - v).var(unbiased=False) / var).item()
 
 
 class ValueModel(torch.nn.Module):

@@ -328,13 +328,16 @@ def environment(values: dict[str, str]):
 
 def check_runs(folder: Path, processes: int = 2) -> list[dict[str, Any]]:
     """The training runs' records under ``folder`` (``<run>/metrics.json`` of every ``*_seed*`` run): each
-    must have run in ``processes`` processes to its ``max_steps``; a RunError lists every one that did not."""
+    must have run in ``processes`` processes to its ``max_steps`` (and a ppo_gae run trained its critic); a
+    RunError lists every one that did not."""
     from lmm_r1.runner import RunError
 
     records = [json.loads(p.read_text()) for p in sorted(folder.glob("*_seed*/metrics.json"))]
     bad = [f"{r['name']}: {r.get('processes')} process(es), step {r.get('global_step')} of "
            f"{r['config']['max_steps']}" for r in records
            if r.get("processes") != processes or r.get("global_step") != r["config"]["max_steps"]]
+    bad += [f"{r['name']}: algorithm ppo_gae but no critic value loss logged" for r in records
+            if r["config"].get("algorithm") == "ppo_gae" and "train/critic/value_loss/last" not in r["metrics"]]
     if bad:
         raise RunError("the rehearsal's training runs did not all run as launched:\n  " + "\n  ".join(bad))
     return records

@@ -421,7 +421,9 @@ class LMMR1Trainer(GRPOTrainer):
         advantages, returns = gae(token_rewards, old_values, mask, self.gae_gamma, self.gae_lambda)
         m = self._metrics["train"]
         m["critic/values_mean"].append((old_values.sum() / mask.sum().clamp(min=1)).item())
-        m["critic/explained_variance"].append(explained_variance(old_values, returns, mask))
+        explained = explained_variance(old_values, returns, mask)
+        if explained is not None:
+            m["critic/explained_variance"].append(explained)
         m["critic/returns_mean"].append((returns * mask).sum().item() / max(mask.sum().item(), 1))
         return {"advantages": whiten(advantages, mask, reduce), "old_values": old_values, "returns": returns}
 
