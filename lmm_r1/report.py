@@ -413,3 +413,29 @@ def claim(claim: str, measure: str, arm: Sequence[float], reference: Sequence[fl
             "reference value": round(ref_m, digits), "arm value": f"{mean_sd(arm)[0]:.{digits}f} ± {mean_sd(arm)[1]:.{digits}f}",
             "change": f"{m:+.{digits}f} ± {sd:.{digits}f}",
             "per seed": ", ".join(f"{d:+.{digits}f}" for d in deltas), "verdict": verdict}
+
+
+def findings(claims: Sequence[dict]) -> str:
+    """"What this run found", written from a claims table (``claim`` rows): one line per comparison, every number
+    taken from the rows, so the text cannot disagree with the table above it."""
+    lines, current = [], ""
+    for row in claims:
+        current = row["claim"] or current
+        lines.append(f"- **{current}** ({row['measure']}): {row['arm']} {row['arm value']} against "
+                     f"{row['reference']} {row['reference value']}, change {row['change']} (per seed "
+                     f"{row['per seed']}): **{row['verdict']}**." + (f" The paper: {row['paper']}." if row["paper"] else ""))
+    return "\n".join(lines) if lines else "No comparison was run (no claim rows)."
+
+
+def gain_findings(beside: Sequence[dict], digits: int = 1) -> str:
+    """The gains over the base model per checkpoint, ours beside the paper's, from ``beside_paper`` rows: one line
+    per model, every number from the rows."""
+    by_model: dict[str, list[str]] = {}
+    for r in beside:
+        if r["ours_gain"] is None or r["model"] in ("base", "baseline"):
+            continue
+        paper = "" if r["paper_gain"] is None else f" (paper {r['paper_gain']:+.{digits}f} on {r['paper_benchmark']})"
+        by_model.setdefault(r["model"], []).append(f"{r['benchmark']} {r['ours_gain']:+.{digits}f}{paper}")
+    if not by_model:
+        return "No checkpoint beside a base model with a paper value: no gains to report."
+    return "\n".join(f"- **{m}** over the base model: " + "; ".join(parts) + "." for m, parts in by_model.items())

@@ -30,7 +30,8 @@ _TYPES: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "st
 
 
 # What a student must never have to read in an executed notebook (``output_problems``).
-_RAW_REPR = re.compile(r"<(?:[A-Za-z_][\w.]*\.)?[A-Za-z_]\w* (?:object at 0x[0-9a-f]+|object|image mode=\w+ size=\d+x\d+)")
+_RAW_REPR = re.compile(r"<(?:[A-Za-z_][\w.]*\.)?[A-Za-z_]\w* (?:object at 0x[0-9a-f]+|object|at 0x[0-9a-f]+|"
+                       r"image mode=\w+ size=\d+x\d+)|\b(?:Posix|Windows)Path\(")
 _WARNING = re.compile(r"\b\w*Warning\b|\bwarn\(")
 WARNING_PROBLEM = "a warning on stderr"
 _LOSS_TABLE = re.compile(r"<th>\s*Training Loss\s*</th>|<th>\s*Step\s*</th>")

@@ -255,3 +255,22 @@ def test_claim_verdicts_and_the_paper_figure_beside_them():
                      rows=[r for r in paper_reference() if r["model_key"] != "mgt_geo"])
     with pytest.raises(ValueError, match="2 arm values against 3"):
         claim("", "m", [0.1, 0.2], [0.1, 0.2, 0.3], **kw)
+
+
+def test_findings_are_written_from_the_claims_and_gains(ref):
+    from lmm_r1.report import claim, findings, gain_findings
+
+    kw = dict(arm_label="FRE-Text", reference_label="base")
+    rows = [claim("FRE-Text raises text accuracy", "arith accuracy, greedy", [0.5, 0.6, 0.7], 0.4, **kw),
+            claim("", "arith accuracy, sampled", [0.3, 0.5, 0.4], [0.4, 0.4, 0.4], **kw)]
+    text = findings(rows).splitlines()
+    # the second row carries the first row's claim; every number is the table's
+    assert text[0].startswith("- **FRE-Text raises text accuracy** (arith accuracy, greedy): FRE-Text 0.600 ± 0.100 "
+                              "against base 0.4, change +0.200 ± 0.100 (per seed +0.100, +0.200, +0.300): "
+                              "**yes, every seed**. The paper: Table 1, Text Avg: 46.85 -> 51.14.")
+    assert text[1].startswith("- **FRE-Text raises text accuracy** (arith accuracy, sampled)") and "**no**" in text[1]
+    assert findings([]) == "No comparison was run (no claim rows)."
+    beside = beside_paper([{"model": "base", "benchmark": "arith", "value": 40.0},
+                           {"model": "fre_text", "benchmark": "arith", "value": 46.0}],
+                          analogues={"arith": "text_avg"}, reference=ref)
+    assert gain_findings(beside) == "- **fre_text** over the base model: arith +6.0 (paper +4.3 on text_avg)."

@@ -133,6 +133,10 @@ def _display(data):
     (_display({"text/plain": "(<PIL.Image.Image image mode=RGB size=224x112>, "
                              "<IPython.core.display.Markdown object>)"}), "a raw object repr"),
     (_display({"text/markdown": "| a | b |\n|---|---|\n| x | y | z |\n"}), "row 2 has 3 cells, not 2"),
+    # notebook 01 once ended a cell on a tuple with a path in it; a class without __repr__ prints its address
+    ({"output_type": "execute_result", "execution_count": 1, "metadata": {},
+      "data": {"text/plain": "(32, PosixPath('/tmp/model'))"}}, "a raw object repr"),
+    (_display({"text/plain": "<__main__.Thing at 0x7f3a2c1d0e50>"}), "a raw object repr"),
     (_display({"text/html": "<table><tr><th>Step</th><th>Training Loss</th></tr></table>",
                "text/plain": "<IPython.core.display.HTML object>"}), "training-loss table"),
 ])
