@@ -1,4 +1,5 @@
-# The two commands: `make demo` and `make test`. Both create or update .venv first.
+# The two commands: `make demo` and `make test`. Both create or update .venv first. `make replicate`: the toy
+# replication the README publishes (3 seeds; make demo runs its seed 0).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -6,7 +7,7 @@ PY := $(VENV)/bin/python
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test rehearse test-build test-slow test-browser test-multiprocess test-football browser football lab bench gpu-check-prepare clean
+.PHONY: venv demo replicate test rehearse test-build test-slow test-browser test-multiprocess test-football browser football lab bench gpu-check-prepare clean
 
 venv: $(STAMP)
 
@@ -19,8 +20,12 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: venv
+	$(VENV)/bin/lmm-r1 run --profile demo
+	@echo; cat results/demo/replication.md  # seed 0 of the toy replication (notebook 04)
+
+replicate: venv
 	$(VENV)/bin/lmm-r1 run --profile tiny
-	@echo; cat results/tiny/replication.md  # the toy replication table (notebook 04)
+	@echo; cat results/tiny/replication.md  # the toy replication table (notebook 04), seeds 0-2
 
 test: venv
 	$(PY) -m pytest
