@@ -30,6 +30,7 @@ import dataclasses
 import difflib
 import functools
 import inspect
+import re
 import types
 import typing
 from dataclasses import dataclass, fields
@@ -101,6 +102,9 @@ class StageConfig:
     """Where the paper table and the released scripts differ (PAPER.md §3), which one the values follow."""
     seed: int = 42
     """Seed for data order, sampling and initialisation (PAPER.md §2: seed 42)."""
+    run_tag: str = ""
+    """Tells apart two runs of one stage and seed that differ in a setting (run ``<stage>_<tag>_seed<seed>``),
+    e.g. notebook 03's MGT arm trained again with a critic ("ppo_gae"); "" for the stage's own run."""
 
     # --- data ------------------------------------------------------------------------------------------------
     task: Literal["arith", "percept", "geometry", "sokoban"]
@@ -283,6 +287,9 @@ class StageConfig:
             raise ConfigError(f"vllm_importance_sampling_cap must be > 1, got {self.vllm_importance_sampling_cap}")
         if self.lora_r and not self.lora_target_modules:
             raise ConfigError("lora_r > 0 needs at least one entry in lora_target_modules")
+        if self.run_tag and not re.fullmatch(r"[a-z0-9]+(_[a-z0-9]+)*", self.run_tag):
+            raise ConfigError(f"run_tag must be lower-case letters and digits joined by '_' (a folder name), got "
+                              f"{self.run_tag!r}")
         if self.init_from is not None and self.init_from.strip() == "":
             raise ConfigError("init_from is an empty string: use None to start from `model`")
         if self.algorithm == "ppo_gae":
@@ -301,8 +308,9 @@ class StageConfig:
     # Derived values are properties: nothing is filled in after parsing.
     @property
     def run_name(self) -> str:
-        """The run folder's name, ``<stage>_seed<seed>`` (e.g. ``mgt_percept_seed0``)."""
-        return f"{self.stage}_seed{self.seed}"
+        """The run folder's name, ``<stage>_seed<seed>`` (e.g. ``mgt_percept_seed0``), or
+        ``<stage>_<run_tag>_seed<seed>``."""
+        return f"{self.stage}_{self.run_tag}_seed{self.seed}" if self.run_tag else f"{self.stage}_seed{self.seed}"
 
     @property
     def paper_name(self) -> str:

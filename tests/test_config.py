@@ -220,3 +220,14 @@ def test_paper_presets_use_the_upstream_reward_edge_cases():
     assert (kit.options["verify_order"], kit.options["unparseable_gold_score"]) == ("gold_first", None)
     # PAPER.md §6: 11,500 generated Sokoban levels
     assert preset("mgt_sokoban", "paper").train_size == 11_500
+
+
+def test_a_run_tag_names_a_second_run_of_one_stage_and_seed():
+    cfg = preset("mgt_geometry", "tiny", seed=1)
+    assert cfg.run_name == "mgt_geometry_seed1"
+    tagged = cfg.replace(algorithm="ppo_gae", run_tag="ppo_gae", critic_learning_rate=9e-4)
+    assert tagged.run_name == "mgt_geometry_ppo_gae_seed1" and tagged.sources["run_tag"] == "override"
+    assert tagged.init_from == "fre_text"  # the critic arm still starts from FRE-Text's seed-1 run
+    for bad in ("PPO", "a/b", "_x", "x_"):
+        with pytest.raises(ConfigError, match="run_tag must be"):
+            cfg.replace(run_tag=bad)

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import TrainerCallback
 
 from lmm_r1 import critic as critic_mod
 from lmm_r1.config import preset
 from lmm_r1.grpo import build_trainer, train
 from lmm_r1.sentinels import blank_pixels
 from lmm_r1.trainer import CRITIC_FILE, LMMR1Trainer
+from test_resume import KillAt, Killed
 
 GAE_STAGES = ("mgt_geometry", "direct_rl_geometry", "mgt_sokoban", "direct_rl_sokoban")
 # the tiny geometry stage from the base model, with a critic: 2 prompts x 8 completions per rollout, 2 updates
@@ -136,19 +136,6 @@ def test_a_real_tiny_step_recomputed_with_loops(tiny_model, tmp_path):
     assert any(not torch.equal(before[k], after[k]) for k in before)  # the critic stepped
     logged = [h for h in trainer.state.log_history if "critic/value_loss" in h]
     assert logged and all(h["critic/lr"] > 0 for h in logged)
-
-
-class Killed(Exception):
-    pass
-
-
-class KillAt(TrainerCallback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if state.global_step == self.step and "loss" in (logs or {}):
-            raise Killed
 
 
 def test_kill_and_resume_restores_the_critic_exactly(tiny_model, tmp_path):
