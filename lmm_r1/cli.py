@@ -6,6 +6,7 @@
     lmm-r1 mirror add REPO_ID FOLDER [--dataset]   (a local folder as a hub id, for offline nodes)
     lmm-r1 train ...   (grpo.py)
     lmm-r1 eval ...    (evaluate.py)
+    lmm-r1 data sokoban-levels ...   (sokoban_levels.py: the paper's Sokoban training levels)
 
 Subcommands that belong to a module are registered by that module's ``register_cli(subparsers)``.
 """

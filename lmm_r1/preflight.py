@@ -138,7 +138,10 @@ def notebook_needs(notebook: str, params: dict[str, Any], profile: str) -> list[
         problems += eval_needs(sets, protocol=params["eval_protocol"], judge_url=params["judge_url"],
                                judge_model=params["judge_model"], backend=params["eval_backend"])
         if params["accelerate_config"]:
-            if not Path(params["accelerate_config"]).is_file():
+            from lmm_r1.results import REPO_ROOT
+
+            # the notebooks run, and grpo.launch starts accelerate, in the repository root: a relative path is there
+            if not (REPO_ROOT / params["accelerate_config"]).is_file():
                 problems.append(f"accelerate_config {params['accelerate_config']!r}: no such file")
             if importlib.util.find_spec("accelerate") is None:
                 problems.append("accelerate is not installed in this environment")

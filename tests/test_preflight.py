@@ -28,6 +28,7 @@ def test_the_paper_profile_lists_everything_missing_before_any_kernel(tmp_path, 
     monkeypatch.delenv("LMM_R1_MAGEBENCH", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     monkeypatch.setattr(preflight, "_hf_token", lambda: None)
+    monkeypatch.chdir(tmp_path)  # started from another folder: the paper files' relative accelerate config still counts
     start = time.perf_counter()
     with pytest.raises(runner.RunError) as err:
         runner.run_profile("paper", results_dir=tmp_path)
@@ -45,6 +46,7 @@ def test_the_paper_profile_lists_everything_missing_before_any_kernel(tmp_path, 
                  "04_evaluation.ipynb: gpqa_diamond: Idavidrein/gpqa is gated on the hub"):
         assert what in msg, what
     assert msg.count("fre_text (paper preset) needs CUDA") == 1  # each item once, though seed and reasons repeat
+    assert "accelerate_config" not in msg  # configs/zero3_8gpu.yaml, relative to the repository root, exists
 
 
 class _Judge(BaseHTTPRequestHandler):

@@ -14,7 +14,7 @@ from lmm_r1.cli import main
 
 PARAMS = 'profile = "tiny"\nresults_dir = "results"\nsteps = 3\nlr = 0.5\nname = "demo"\n'
 RECORD = ("from lmm_r1.results import write_run_record\n"
-          "write_run_record(name, config={'steps': steps, 'lr': lr}, metrics={'score': steps * lr},"
+          "path = write_run_record(name, config={'steps': steps, 'lr': lr}, metrics={'score': steps * lr},"
           " profile=profile, seed=0, root=results_dir)")
 
 
