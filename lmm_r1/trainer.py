@@ -513,14 +513,18 @@ class LMMR1Trainer(GRPOTrainer):
             # written before the trainer's state, which marks a checkpoint complete (lmm_r1.grpo._last_checkpoint)
             from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-            folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-            if self.is_deepspeed_enabled:  # collective: every rank saves its shards
-                self._critic_forward().save_checkpoint(str(folder), tag="critic")
-        if self.critic is not None and not self.is_deepspeed_enabled and self.args.should_save:
+            self._save_critic(Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+        super()._save_checkpoint(model, trial)
+
+    def _save_critic(self, folder: Path) -> None:
+        """The critic, its optimizer and schedule into checkpoint ``folder``: DeepSpeed's engine checkpoint (tag
+        "critic", collective: every rank saves its shards), else ``critic.pt`` from the main process."""
+        if self.is_deepspeed_enabled:
+            self._critic_forward().save_checkpoint(str(folder), tag="critic")
+        elif self.args.should_save:
             folder.mkdir(parents=True, exist_ok=True)
             torch.save({"critic": self.critic.state_dict(), "optimizer": self.critic_optimizer.state_dict(),
                         "scheduler": self.critic_scheduler.state_dict()}, folder / CRITIC_FILE)
-        super()._save_checkpoint(model, trial)
 
     def _load_critic(self, checkpoint) -> None:
         if self.is_deepspeed_enabled:

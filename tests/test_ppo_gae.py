@@ -182,3 +182,72 @@ def test_bad_critic_settings_are_named():
         preset("mgt_geometry", "tiny", algorithm="ppo_gae", lora_r=8)
     with pytest.raises(ConfigError, match="gae_lambda must lie in"):
         preset("mgt_geometry", "tiny", algorithm="ppo_gae", gae_lambda=1.5)
+
+
+def test_under_deepspeed_the_critic_is_a_second_engine(monkeypatch, tmp_path):
+    """DeepSpeed cannot run here (no GPU): the kit's side of its documented API, with deepspeed stood in.
+    ``deepspeed.initialize(model=, optimizer=, lr_scheduler=, config=)`` returns (engine, optimizer, dataloader,
+    scheduler); the engine's ``backward`` scales by its accumulation steps and ``step`` steps at the boundary;
+    ``save_checkpoint``/``load_checkpoint(dir, tag=)`` are collective."""
+    import sys
+    import types
+
+    calls = []
+
+    class Engine:
+        def __init__(self, module):
+            self.module = module
+
+        def __call__(self, *a, **k):
+            return self.module(*a, **k)
+
+        def backward(self, loss):
+            calls.append(("backward", round(loss.item(), 6)))
+
+        def step(self):
+            calls.append(("step",))
+
+        def save_checkpoint(self, folder, tag):
+            calls.append(("save", folder, tag))
+
+        def load_checkpoint(self, folder, tag):
+            calls.append(("load", folder, tag))
+
+    def initialize(model=None, optimizer=None, lr_scheduler=None, config=None, dist_init_required=None):
+        calls.append(("initialize", config, optimizer, lr_scheduler))
+        return Engine(model), optimizer, None, lr_scheduler
+
+    monkeypatch.setitem(sys.modules, "deepspeed", types.SimpleNamespace(initialize=initialize))
+    actor_config = {"zero_optimization": {"stage": 3}, "bf16": {"enabled": True}, "gradient_accumulation_steps": 2,
+                    "optimizer": {"type": "AdamW"}, "scheduler": {"type": "WarmupLR"}}
+    values = torch.tensor([[0.5, 0.25]], requires_grad=True)
+    critic = lambda **kw: values * 1.0  # noqa: E731  (a critic whose values are a leaf tensor)
+    fake = types.SimpleNamespace(
+        is_deepspeed_enabled=True, critic=critic, critic_engine=None, critic_optimizer="adamw", critic_scheduler="cos",
+        value_clip=0.2, current_gradient_accumulation_steps=2, _metrics={"train": __import__("collections").defaultdict(list)},
+        accelerator=types.SimpleNamespace(state=types.SimpleNamespace(
+            deepspeed_plugin=types.SimpleNamespace(deepspeed_config=actor_config))))
+    fake._critic_forward = LMMR1Trainer._critic_forward.__get__(fake)
+    fake._critic_inputs = LMMR1Trainer._critic_inputs.__get__(fake)
+    engine = fake._critic_forward()
+    assert fake._critic_forward() is engine  # built once
+    kind, config, optimizer, scheduler = calls[0]
+    # the actor's finished config without its optimizer and scheduler (the critic's are the kit's), untouched itself
+    assert "optimizer" not in config and "scheduler" not in config and config["zero_allow_untested_optimizer"]
+    assert config["zero_optimization"] == {"stage": 3} and "optimizer" in actor_config
+    assert (optimizer, scheduler) == ("adamw", "cos")
+    inputs = {"prompt_ids": torch.ones(1, 2, dtype=torch.long), "completion_ids": torch.ones(1, 2, dtype=torch.long),
+              "prompt_mask": torch.ones(1, 2), "completion_mask": torch.ones(1, 2),
+              "old_values": torch.zeros(1, 2), "returns": torch.ones(1, 2)}
+    LMMR1Trainer._critic_backward(fake, inputs)
+    # the unscaled value loss goes to the engine (it divides by its own accumulation steps), then its step
+    expected = critic_mod.value_loss(values, inputs["old_values"], inputs["returns"], inputs["completion_mask"], 0.2)
+    assert calls[1:] == [("backward", round(expected.item(), 6)), ("step",)]
+    fake.args = types.SimpleNamespace(should_save=True)
+    calls.clear()
+    LMMR1Trainer._save_critic(fake, tmp_path / "checkpoint-7")
+    assert calls == [("save", str(tmp_path / "checkpoint-7"), "critic")] and not (tmp_path / "checkpoint-7").exists()
+    (tmp_path / "checkpoint-7" / "critic").mkdir(parents=True)
+    calls.clear()
+    LMMR1Trainer._load_critic(fake, tmp_path / "checkpoint-7")
+    assert calls == [("load", str(tmp_path / "checkpoint-7"), "critic")]
