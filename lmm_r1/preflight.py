@@ -19,7 +19,6 @@ Nothing here loads a model, a data set or a benchmark: a missing hub file is fou
 from __future__ import annotations
 
 import importlib.util
-import os
 import shutil
 from pathlib import Path
 from typing import Any, Sequence
@@ -57,6 +56,7 @@ def eval_needs(benchmarks: Sequence[str], *, protocol: str = "fork", judge_url: 
                judge_fallback: bool = False) -> list[str]:
     """What evaluating ``benchmarks`` this way needs and is missing (empty: ready)."""
     from lmm_r1 import evalsets, magebench
+    from lmm_r1.mirror import offline
     from lmm_r1.protocol import JUDGED
 
     problems, specs = [], []
@@ -75,7 +75,7 @@ def eval_needs(benchmarks: Sequence[str], *, protocol: str = "fork", judge_url: 
                 problems.append(f"{spec.name}: {e}")
         if spec.source == "football" and importlib.util.find_spec("gfootball") is None:
             problems.append(f"{spec.name}: gfootball is not installed (`make football`)")
-        if spec.gated and not _offline() and not _hf_token():
+        if spec.gated and not offline() and not _hf_token():
             problems.append(f"{spec.name}: {spec.hub_id} is gated on the hub: accept its terms there, then "
                             "`hf auth login` (or set HF_TOKEN) on this machine")
     needing = [s.name for s in specs if protocol == "fork" and s.hub_id in JUDGED]
@@ -163,12 +163,6 @@ def _vllm_problems() -> list[str]:
     if not torch.cuda.is_available():
         problems.append("the vLLM backend needs a CUDA GPU: " + (cuda_problem() or "this machine has none"))
     return problems
-
-
-def _offline() -> bool:
-    from lmm_r1.mirror import offline
-
-    return offline()
 
 
 def _hf_token() -> str | None:

@@ -28,10 +28,10 @@ import re
 import shutil
 import tarfile
 import threading
-from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
+from unittest import mock
 
 from lmm_r1.results import REPO_ROOT
 
@@ -73,13 +73,10 @@ def overrides(judge_url: str) -> dict[str, dict[str, Any]]:
     }
 
 
-def drop_uncovered(params: dict[str, dict[str, Any]], paper: dict[str, dict[str, Any]]) -> None:
-    """Benchmarks the rehearsal cannot run here, removed from notebook 04's list (``NOT_COVERED`` says why)."""
-    import importlib.util
-
-    if importlib.util.find_spec("gfootball") is None:
-        params["04_evaluation"]["benchmarks"] = [b for b in paper["04_evaluation"]["benchmarks"]
-                                                 if b != "football_online"]
+def drop_uncovered(params: dict[str, dict[str, Any]], paper_benchmarks: list[str]) -> None:
+    """Notebook 04's benchmarks less Football-Online, which the rehearsal cannot run (no gfootball build and no
+    MageBench Football scenarios among its stand-ins; ``NOT_COVERED``)."""
+    params["04_evaluation"]["benchmarks"] = [b for b in paper_benchmarks if b != "football_online"]
 
 
 # ---- a local OpenAI-compatible chat server (the judge's stand-in; the tests' too) ----
@@ -312,20 +309,6 @@ def write_fixtures(workspace: Path) -> dict[str, str]:
             "LMM_R1_MAGEBENCH": str(workspace / "magebench"), "LMM_R1_CACHE": str(workspace / "cache")}
 
 
-@contextmanager
-def environment(values: dict[str, str]):
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def check_runs(folder: Path, processes: int = 2) -> list[dict[str, Any]]:
     """The training runs' records under ``folder`` (``<run>/metrics.json`` of every ``*_seed*`` run): each
     must have run in ``processes`` processes to its ``max_steps`` (and a ppo_gae run trained its critic); a
@@ -373,9 +356,10 @@ def rehearse(results_dir: str | Path | None = None, only: str | None = None, log
     judge = ChatServer(stand_in_reply)
     try:
         params = overrides(judge.url)
-        drop_uncovered(params, {nb.stem: load_params(nb, PROFILE) for nb in notebooks()})
+        evaluation = next(nb for nb in notebooks() if nb.stem == "04_evaluation")
+        drop_uncovered(params, load_params(evaluation, PROFILE)["benchmarks"])
         log(f"[rehearsal] the paper profile, on CPU, offline; not exercised: {NOT_COVERED}")
-        with environment(env):
+        with mock.patch.dict(os.environ, env):  # the kernels and launched ranks inherit it; restored after
             executed = run_profile(PROFILE, only=only, results_dir=root, param_overrides=params, log=log,
                                    progress_bar=progress_bar)
     finally:

@@ -377,26 +377,22 @@ class LMMR1Trainer(GRPOTrainer):
         return dict(input_ids=ids, attention_mask=mask, **vision), out["completion_ids"].size(1)
 
     def _values(self, out: dict) -> torch.Tensor:
-        """The critic's values of the completion tokens, micro-batch by micro-batch (as the logps are)."""
+        """The critic's values of the completion tokens, micro-batch by micro-batch (as the logps are): the rows'
+        images cut apart and joined again by TRL's own helpers, as it batches its rollout buffer."""
+        from trl.trainer.utils import split_pixel_values_by_grid, unsplit_pixel_values_by_grid
+
         inputs, keep = self._critic_inputs(out)
         critic = self._critic_forward()
-        step = self.args.per_device_train_batch_size
-        rows = inputs["input_ids"].size(0)
-        if "image_grid_thw" not in inputs or step >= rows:
+        if "image_grid_thw" in inputs and out.get("num_images") is not None:
+            inputs = split_pixel_values_by_grid({**inputs, "num_images": out["num_images"]})  # lists, one per row
+        elif "pixel_values" in inputs:  # no per-row image counts to cut by: one pass
             return critic(**inputs, logits_to_keep=keep)
-        # pixel_values are the rows' patches concatenated: cut them where each row's images end
-        patches = inputs["image_grid_thw"].prod(-1)
-        per_row = out["num_images"] if out.get("num_images") is not None else [1] * rows
-        ends = torch.cumsum(torch.tensor([int(n) for n in per_row]), 0).tolist()
-        image_ends = [0] + ends
-        patch_ends = [0] + torch.cumsum(patches, 0).tolist()
+        rows, step = inputs["input_ids"].size(0), self.args.per_device_train_batch_size
         chunks = []
         for a in range(0, rows, step):
-            b = min(a + step, rows)
-            i0, i1 = image_ends[a], image_ends[b]
-            chunk = dict(input_ids=inputs["input_ids"][a:b], attention_mask=inputs["attention_mask"][a:b],
-                         pixel_values=inputs["pixel_values"][patch_ends[i0]:patch_ends[i1]],
-                         image_grid_thw=inputs["image_grid_thw"][i0:i1])
+            chunk = unsplit_pixel_values_by_grid({k: v[a:a + step] for k, v in inputs.items() if k != "num_images"})
+            if "image_grid_thw" in chunk and chunk["image_grid_thw"].numel() == 0:  # rows without images
+                chunk = {k: v for k, v in chunk.items() if k not in ("pixel_values", "image_grid_thw")}
             chunks.append(critic(**chunk, logits_to_keep=keep))
         return torch.cat(chunks)
 
@@ -496,11 +492,14 @@ class LMMR1Trainer(GRPOTrainer):
 
         params = [p for p in self.critic.parameters() if p.requires_grad]
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            for p in params:
-                if p.grad is None:
-                    p.grad = torch.zeros_like(p)
-                dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
-                p.grad /= dist.get_world_size()
+            grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+            flat = torch.cat([g.reshape(-1) for g in grads])  # one collective, not one per tensor
+            dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+            flat /= dist.get_world_size()
+            offset = 0
+            for p, g in zip(params, grads):
+                p.grad = flat[offset:offset + g.numel()].view_as(g).clone()
+                offset += g.numel()
         if self.args.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(params, self.args.max_grad_norm)
         self.critic_optimizer.step()

@@ -38,19 +38,26 @@ def test_the_paper_model_id_resolves_to_a_mirrored_folder(tiny_model, tmp_path):
     assert out.returncode != 0
 
 
+def _load_mirrored(tmp_path, repo_id: str, files, code: str) -> list[str]:
+    """``files`` put into a fresh hub cache as the data set ``repo_id``; ``code`` run offline; its printed words."""
+    cache = tmp_path / "hub"
+    mirror.add(repo_id, files, repo_type="dataset", cache_dir=cache)
+    out = _offline(code, cache)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout.split()
+
+
 def test_a_paper_training_set_loads_from_a_mirror(tmp_path):
     files = tmp_path / "files"
     files.mkdir()
     rows = [{"message": json.dumps([{"role": "user", "content": f"What is {i} + 1?"}]), "answer": f"${i + 1}$"}
             for i in range(3)]
     (files / "deepscaler_message.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    cache = tmp_path / "hub"
-    mirror.add("VLM-Reasoner/deepscaler", files, repo_type="dataset", cache_dir=cache)
-    out = _offline("from lmm_r1.data import load_paper_dataset\n"
-                   "ds = load_paper_dataset('deepscaler')\n"
-                   "print(len(ds), ds[0]['answer'])", cache)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split() == ["3", "$1$"]
+    printed = _load_mirrored(tmp_path, "VLM-Reasoner/deepscaler", files,
+                             "from lmm_r1.data import load_paper_dataset\n"
+                             "ds = load_paper_dataset('deepscaler')\n"
+                             "print(len(ds), ds[0]['answer'])")
+    assert printed == ["3", "$1$"]
 
 
 def test_a_benchmark_loads_from_a_mirror(tmp_path):
@@ -60,13 +67,11 @@ def test_a_benchmark_loads_from_a_mirror(tmp_path):
     datasets.Dataset.from_list([{"problem": "What is $1+1$?", "answer": "2", "subject": "Algebra", "level": 1,
                                  "unique_id": "test/algebra/1.json", "solution": "2"}]).to_parquet(
         files / "test.parquet")
-    cache = tmp_path / "hub"
-    mirror.add("HuggingFaceH4/MATH-500", files, repo_type="dataset", cache_dir=cache)
-    out = _offline("from lmm_r1.evalsets import load_items\n"
-                   "items, _ = load_items('math500', protocol_name='rule')\n"
-                   "print(len(items), items[0].answer)", cache)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split()[-2:] == ["1", "2"]
+    printed = _load_mirrored(tmp_path, "HuggingFaceH4/MATH-500", files,
+                             "from lmm_r1.evalsets import load_items\n"
+                             "items, _ = load_items('math500', protocol_name='rule')\n"
+                             "print(len(items), items[0].answer)")
+    assert printed[-2:] == ["1", "2"]
 
 
 def test_bad_input_is_named(tmp_path):

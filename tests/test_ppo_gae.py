@@ -102,8 +102,13 @@ def test_a_real_tiny_step_recomputed_with_loops(tiny_model, tmp_path):
     def capture(out, kl, reduce):
         result = original(out, kl, reduce)
         if not seen:
+            inputs, keep = trainer._critic_inputs(out)
+            with torch.no_grad():  # the whole rollout in one pass, against the micro-batched values
+                trainer.critic.eval()
+                whole = trainer.critic(**inputs, logits_to_keep=keep) * out["completion_mask"]
+                trainer.critic.train()
             seen.update(out=dict(out), kl=kl.clone(), rewards=trainer._rewards_per_func.clone(),
-                        weights=trainer.reward_weights.clone(), result=result)
+                        weights=trainer.reward_weights.clone(), result=result, whole=whole)
         return result
 
     trainer._gae_rollout = capture
@@ -111,6 +116,8 @@ def test_a_real_tiny_step_recomputed_with_loops(tiny_model, tmp_path):
     trainer.train()
     mask = seen["out"]["completion_mask"].float()
     values = seen["result"]["old_values"]
+    # 16 rows in micro-batches of 8, each with its own images: the same values as one pass over all of them
+    assert values.shape[0] > cfg.micro_batch_size and torch.allclose(values, seen["whole"], atol=1e-5)
     rows, width = mask.shape
     reward = (seen["rewards"] * seen["weights"]).nansum(1)
     returns = torch.zeros_like(values)
